@@ -1,0 +1,107 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using Nozoki.Cli.Output;
+using Nozoki.Mirror;
+using Nozoki.Native;
+using Nozoki.Tracing;
+
+namespace Nozoki.Cli.Commands;
+
+/// <summary>`nozoki out PID`: mirror what a running process writes to its stdout/stderr.</summary>
+internal static class OutCommand
+{
+    public static Command Create()
+    {
+        var pid = new Argument<int>("PID") { Description = "the process to watch" };
+        var fds = new Option<int[]>("--fd") { Description = "mirror this file descriptor (repeatable; default: 1 and 2)" };
+        fds.Validators.Add(r =>
+        {
+            foreach (var fd in r.GetValueOrDefault<int[]>() ?? []) if (fd < 0) r.AddError($"--fd {fd}: a file descriptor is not negative");
+        });
+        var follow = new Option<bool>("--follow", "-f") { Description = "also mirror children and their descendants" };
+        var color = ColorOption();
+        var json = new Option<bool>("--json") { Description = "one JSON object per write: time, pid, tid, fd, data, encoding" };
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "no attach/exit/detach messages" };
+        var cmd = new Command("out", "Mirror what a running process writes to stdout/stderr (Ctrl-C detaches and leaves it running)")
+        {
+            pid, fds, follow, color, json, quiet,
+        };
+        cmd.SetAction(r =>
+        {
+            var selected = r.GetValue(fds);
+            var options = new MirrorOptions(
+                r.GetValue(pid),
+                selected is { Length: > 0 } ? selected : [1, 2],
+                r.GetValue(follow),
+                ShouldPaint(r.GetValue(color)!),
+                r.GetValue(json),
+                r.GetValue(quiet));
+            return Mirror(options);
+        });
+        return cmd;
+    }
+
+    internal static Option<string> ColorOption()
+    {
+        var color = new Option<string>("--color") { Description = "paint the tracee's stderr red: auto (when nozoki's stderr is a terminal), always, never", DefaultValueFactory = _ => "auto" };
+        color.AcceptOnlyFromAmong("auto", "always", "never");
+        return color;
+    }
+
+    internal static bool ShouldPaint(string color) => color switch
+    {
+        "always" => true,
+        "never" => false,
+        _ => Fd.IsTerminal(2),
+    };
+
+    internal sealed record MirrorOptions(int Pid, int[] Fds, bool Follow, bool Paint, bool Json, bool Quiet);
+
+    /// <summary>Attaches, mirrors until the target exits or nozoki is told to stop, detaches, and returns the exit code.</summary>
+    internal static int Mirror(MirrorOptions o, TimeSpan? duration = null)
+    {
+        var stdout = FdWriter.Stdout;
+        var stderr = FdWriter.Stderr;
+        var sink = o.Json ? (IMirrorSink)new JsonMirrorSink(stdout) : new TextMirrorSink(stdout, stderr, o.Paint, o.Quiet, o.Pid);
+        TraceSession session;
+        try
+        {
+            session = TraceSession.Attach(o.Pid, new OutputMirror(sink, o.Fds), new TraceOptions { FollowForks = o.Follow });
+        }
+        catch (TraceException e)
+        {
+            return Errors.Report(e);
+        }
+
+        // Ctrl-C, kill, a closed terminal: detach and leave the process running. The runtime's default would end
+        // nozoki at once; cancelling it keeps nozoki alive long enough to detach every thread.
+        using var registrations = new DisposableList(
+            [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT }
+                .Select(s => PosixSignalRegistration.Create(s, c =>
+                {
+                    c.Cancel = true;
+                    session.RequestDetach();
+                }))]);
+        // `nozoki out PID | head -1`: notice the reader has gone even while the tracee writes nothing.
+        var watcher = new Thread(() =>
+        {
+            if (Fd.WaitForHangup(1)) session.RequestDetach();
+        }) { IsBackground = true, Name = "stdout hangup watcher" };
+        watcher.Start();
+        if (duration is { } d && !session.Completion.Wait(d)) session.RequestDetach();
+
+        var result = session.Completion.GetAwaiter().GetResult();
+        if (result.Error is OutputClosedException || result.Error is AggregateException { InnerExceptions: [OutputClosedException, ..] })
+            return (int)ReturnCode.Success;
+        if (result.Error is not null) return Errors.Report(result.Error);
+        return (int)ReturnCode.Success;
+    }
+
+    private sealed class DisposableList(IReadOnlyList<IDisposable> items) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var i in items) i.Dispose();
+        }
+    }
+}

@@ -1,0 +1,20 @@
+using Nozoki.Tracing;
+
+namespace Nozoki.Cli;
+
+/// <summary>Maps the library's typed exceptions to one `nozoki: error:` line and an exit code.</summary>
+internal static class Errors
+{
+    public static int Report(Exception e)
+    {
+        var code = e switch
+        {
+            ProcessNotFoundException => ReturnCode.NotFound,
+            TracePermissionException => ReturnCode.PermissionDenied,
+            ProcessNotTraceableException => ReturnCode.NotTraceable,
+            _ => ReturnCode.Error,
+        };
+        Console.Error.WriteLine($"nozoki: error: {e.Message}");
+        return (int)code;
+    }
+}

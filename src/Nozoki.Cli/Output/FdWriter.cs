@@ -1,0 +1,20 @@
+using Nozoki.Native;
+
+namespace Nozoki.Cli.Output;
+
+/// <summary>
+/// nozoki's own stdout (fd 1) and stderr (fd 2), written unbuffered with write(2). Console streams swallow EPIPE,
+/// and a FileStream would pwrite at an offset of its own; this reports EPIPE, which is how nozoki learns that its
+/// reader has gone, and appends like any shell redirection expects.
+/// </summary>
+internal readonly struct FdWriter(int fd)
+{
+    public static readonly FdWriter Stdout = new(1);
+    public static readonly FdWriter Stderr = new(2);
+
+    public void Write(ReadOnlySpan<byte> data)
+    {
+        var errno = Fd.WriteAll(fd, data);
+        if (errno != 0) throw new OutputClosedException(new IOException($"write to fd {fd}: {Libc.StrError(errno)}"));
+    }
+}

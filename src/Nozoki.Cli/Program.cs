@@ -1,0 +1,36 @@
+using System.CommandLine;
+using Nozoki.Cli.Commands;
+
+namespace Nozoki.Cli;
+
+internal static class Program
+{
+    private static int Main(string[] args)
+    {
+        if (args is ["__ticker", ..]) return TickerMode.Run(args[1..]);
+
+        var root = new RootCommand("nozoki (覗き): look inside running processes without stopping them or changing their code.")
+        {
+            OutCommand.Create(),
+            DemoCommand.Create(),
+        };
+
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            Console.Error.WriteLine($"nozoki: error: {parsed.Errors[0].Message} (see 'nozoki --help')");
+            return (int)ReturnCode.Usage;
+        }
+
+        try
+        {
+            return parsed.Invoke();
+        }
+        catch (Exception e)
+        {
+            // Last resort: one line, never a stack trace.
+            Console.Error.WriteLine($"nozoki: error: {e.Message}");
+            return (int)ReturnCode.Error;
+        }
+    }
+}

@@ -1,0 +1,99 @@
+using System.Runtime.InteropServices;
+using Nozoki.Native;
+
+namespace Nozoki.Memory;
+
+/// <summary>The outcome of a memory read: how many bytes arrived, and the errno that stopped it short (0 if none).</summary>
+public readonly record struct MemoryReadResult(int BytesRead, int Errno)
+{
+    public bool Complete(int wanted) => BytesRead == wanted;
+}
+
+/// <summary>
+/// Reads a tracee's memory with process_vm_readv (one syscall for many ranges, ~70x faster than PEEKDATA on large
+/// buffers). PEEKDATA is the fallback when process_vm_readv is refused (EPERM) or missing (ENOSYS); it must be called
+/// from the ptrace thread with the thread stopped, which is where all callers of this class run.
+/// </summary>
+internal static unsafe class ProcessMemory
+{
+    private const int IovMax = 1024;
+
+    /// <summary>Reads remote [address, address+dest.Length) into dest.</summary>
+    internal static MemoryReadResult Read(int tid, ulong address, Span<byte> dest)
+    {
+        if (dest.IsEmpty) return new MemoryReadResult(0, 0);
+        fixed (byte* p = dest)
+        {
+            var local = new Iovec { Base = (ulong)p, Length = (ulong)dest.Length };
+            var remote = new Iovec { Base = address, Length = (ulong)dest.Length };
+            return ReadVector(tid, &local, &remote, 1, dest.Length);
+        }
+    }
+
+    /// <summary>
+    /// Reads the remote ranges (already cut so that they add up to dest.Length) one after another into dest.
+    /// The kernel stops at the first range it cannot read fully, so BytesRead is an exact prefix.
+    /// </summary>
+    internal static MemoryReadResult ReadScattered(int tid, ReadOnlySpan<Iovec> remote, Span<byte> dest)
+    {
+        var done = 0;
+        var errno = 0;
+        fixed (byte* p = dest)
+        fixed (Iovec* r = remote)
+        {
+            for (var start = 0; start < remote.Length && errno == 0; start += IovMax)
+            {
+                var count = Math.Min(IovMax, remote.Length - start);
+                long want = 0;
+                for (var i = 0; i < count; i++) want += (long)r[start + i].Length;
+                var local = new Iovec { Base = (ulong)(p + done), Length = (ulong)want };
+                var res = ReadVector(tid, &local, r + start, count, (int)want);
+                done += res.BytesRead;
+                if (res.BytesRead != want) errno = res.Errno == 0 ? Errno.EFAULT : res.Errno;
+            }
+        }
+
+        return new MemoryReadResult(done, errno);
+    }
+
+    private static MemoryReadResult ReadVector(int tid, Iovec* local, Iovec* remote, int remoteCount, int want)
+    {
+        var n = Libc.process_vm_readv(tid, local, 1, remote, (ulong)remoteCount, 0);
+        if (n == want) return new MemoryReadResult(want, 0);
+        if (n >= 0) return new MemoryReadResult((int)n, Errno.EFAULT);
+        var errno = Marshal.GetLastPInvokeError();
+        if (errno is not (Errno.EPERM or Errno.ENOSYS)) return new MemoryReadResult(0, errno);
+        var done = 0;
+        for (var i = 0; i < remoteCount; i++)
+        {
+            var r = PeekData(tid, remote[i].Base, new Span<byte>((byte*)local->Base + done, (int)remote[i].Length));
+            done += r.BytesRead;
+            if (r.Errno != 0) return new MemoryReadResult(done, r.Errno);
+        }
+
+        return new MemoryReadResult(done, 0);
+    }
+
+    /// <summary>Word-by-word PTRACE_PEEKDATA. PEEKDATA returns the word itself, so errno is cleared first.</summary>
+    internal static MemoryReadResult PeekData(int tid, ulong address, Span<byte> dest)
+    {
+        var done = 0;
+        var aligned = address & ~7UL;
+        var skip = (int)(address - aligned);
+        while (done < dest.Length)
+        {
+            Marshal.SetLastPInvokeError(0);
+            var word = Libc.ptrace(Ptrace.PEEKDATA, tid, (nint)aligned, 0);
+            var errno = Marshal.GetLastPInvokeError();
+            if (word == -1 && errno != 0) return new MemoryReadResult(done, errno);
+            var bytes = new ReadOnlySpan<byte>(&word, 8)[skip..];
+            var take = Math.Min(bytes.Length, dest.Length - done);
+            bytes[..take].CopyTo(dest[done..]);
+            done += take;
+            aligned += 8;
+            skip = 0;
+        }
+
+        return new MemoryReadResult(done, 0);
+    }
+}

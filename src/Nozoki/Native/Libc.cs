@@ -1,0 +1,155 @@
+using System.Runtime.InteropServices;
+
+namespace Nozoki.Native;
+
+/// <summary>Every libc entry point nozoki calls. Errors come back as -1 with errno in Marshal.GetLastPInvokeError().</summary>
+internal static unsafe partial class Libc
+{
+    // Debian's libc.so is a linker script; the loader needs the real soname.
+    private const string Lib = "libc.so.6";
+
+    // glibc's ptrace is variadic; on x86_64 fixed (long, int, void*, void*) arguments are passed the same way.
+    [LibraryImport(Lib, EntryPoint = "ptrace", SetLastError = true)]
+    internal static partial long ptrace(long request, int pid, nint addr, nint data);
+
+    [LibraryImport(Lib, EntryPoint = "waitpid", SetLastError = true)]
+    internal static partial int waitpid(int pid, int* status, int options);
+
+    [LibraryImport(Lib, EntryPoint = "process_vm_readv", SetLastError = true)]
+    internal static partial nint process_vm_readv(int pid, Iovec* localIov, ulong liovcnt, Iovec* remoteIov, ulong riovcnt, ulong flags);
+
+    [LibraryImport(Lib, EntryPoint = "kill", SetLastError = true)]
+    internal static partial int kill(int pid, int sig);
+
+    [LibraryImport(Lib, EntryPoint = "tgkill", SetLastError = true)]
+    internal static partial int tgkill(int tgid, int tid, int sig);
+
+    [LibraryImport(Lib, EntryPoint = "getpid")]
+    internal static partial int getpid();
+
+    [LibraryImport(Lib, EntryPoint = "gettid")]
+    internal static partial int gettid();
+
+    [LibraryImport(Lib, EntryPoint = "geteuid")]
+    internal static partial uint geteuid();
+
+    [LibraryImport(Lib, EntryPoint = "sched_getcpu")]
+    internal static partial int sched_getcpu();
+
+    [LibraryImport(Lib, EntryPoint = "sched_setaffinity", SetLastError = true)]
+    internal static partial int sched_setaffinity(int pid, nuint cpusetsize, ulong* mask);
+
+    [LibraryImport(Lib, EntryPoint = "sched_getaffinity", SetLastError = true)]
+    internal static partial int sched_getaffinity(int pid, nuint cpusetsize, ulong* mask);
+
+    [LibraryImport(Lib, EntryPoint = "write", SetLastError = true)]
+    internal static partial nint write(int fd, byte* buf, nuint count);
+
+    [LibraryImport(Lib, EntryPoint = "close", SetLastError = true)]
+    internal static partial int close(int fd);
+
+    [LibraryImport(Lib, EntryPoint = "pipe2", SetLastError = true)]
+    internal static partial int pipe2(int* fds, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "poll", SetLastError = true)]
+    internal static partial int poll(PollFd* fds, ulong nfds, int timeout);
+
+    [LibraryImport(Lib, EntryPoint = "isatty")]
+    internal static partial int isatty(int fd);
+
+    [LibraryImport(Lib, EntryPoint = "signal", SetLastError = true)]
+    internal static partial nint signal(int sig, nint handler);
+
+    [LibraryImport(Lib, EntryPoint = "strerror")]
+    internal static partial byte* strerror(int errnum);
+
+    // posix_spawn: the only way nozoki starts processes (System.Diagnostics.Process reaps ptrace stops).
+    [LibraryImport(Lib, EntryPoint = "posix_spawn", SetLastError = false)]
+    internal static partial int posix_spawn(int* pid, byte* path, void* fileActions, void* attr, byte** argv, byte** envp);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawnattr_init")]
+    internal static partial int posix_spawnattr_init(void* attr);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawnattr_destroy")]
+    internal static partial int posix_spawnattr_destroy(void* attr);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawnattr_setflags")]
+    internal static partial int posix_spawnattr_setflags(void* attr, short flags);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawnattr_setsigdefault")]
+    internal static partial int posix_spawnattr_setsigdefault(void* attr, SigSet* sigdefault);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawnattr_setsigmask")]
+    internal static partial int posix_spawnattr_setsigmask(void* attr, SigSet* sigmask);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawn_file_actions_init")]
+    internal static partial int posix_spawn_file_actions_init(void* actions);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawn_file_actions_destroy")]
+    internal static partial int posix_spawn_file_actions_destroy(void* actions);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawn_file_actions_adddup2")]
+    internal static partial int posix_spawn_file_actions_adddup2(void* actions, int fd, int newfd);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawn_file_actions_addchdir_np")]
+    internal static partial int posix_spawn_file_actions_addchdir_np(void* actions, byte* path);
+
+    [LibraryImport(Lib, EntryPoint = "posix_spawn_file_actions_addopen")]
+    internal static partial int posix_spawn_file_actions_addopen(void* actions, int fd, byte* path, int oflag, uint mode);
+
+    internal const short POSIX_SPAWN_SETSIGDEF = 0x04;
+    internal const short POSIX_SPAWN_SETSIGMASK = 0x08;
+
+    internal const int O_RDONLY = 0;
+    internal const int O_WRONLY = 1;
+    internal const int O_CREAT = 0x40;
+    internal const int O_TRUNC = 0x200;
+    internal const int O_CLOEXEC = 0x80000;
+
+    internal const short POLLIN = 0x1;
+    internal const short POLLOUT = 0x4;
+    internal const short POLLERR = 0x8;
+    internal const short POLLHUP = 0x10;
+
+    internal const nint SIG_DFL = 0;
+
+    internal static string StrError(int errno)
+    {
+        var p = strerror(errno);
+        return p == null ? $"errno {errno}" : Marshal.PtrToStringUTF8((nint)p) ?? $"errno {errno}";
+    }
+}
+
+[StructLayout(LayoutKind.Sequential)]
+internal struct Iovec
+{
+    public ulong Base;
+    public ulong Length;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+internal struct PollFd
+{
+    public int Fd;
+    public short Events;
+    public short Revents;
+}
+
+/// <summary>glibc's sigset_t: 1024 bits.</summary>
+[StructLayout(LayoutKind.Sequential, Size = 128)]
+internal unsafe struct SigSet
+{
+    public fixed ulong Bits[16];
+
+    public void FillAll()
+    {
+        for (var i = 0; i < 16; i++) Bits[i] = ulong.MaxValue;
+    }
+}
+
+/// <summary>Opaque storage large enough for glibc's posix_spawnattr_t (336 bytes) and posix_spawn_file_actions_t (80 bytes).</summary>
+[StructLayout(LayoutKind.Sequential, Size = 512)]
+internal struct SpawnStorage
+{
+    private long _first;
+}

@@ -1,0 +1,96 @@
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Nozoki.Native;
+
+/// <summary>posix_spawn with default signal dispositions and an empty signal mask, and a waitpid wrapper.</summary>
+internal static unsafe class PosixSpawn
+{
+    /// <summary>Starts path with argv/env; the given fds become 0, 1 and 2. Returns the pid or throws IOException.</summary>
+    internal static int Spawn(string path, IReadOnlyList<string> argv, IReadOnlyList<string> env, int stdinFd, int stdoutFd, int stderrFd, string? workingDirectory)
+    {
+        using var argvBlock = new CStringArray(argv);
+        using var envBlock = new CStringArray(env);
+        var pathBytes = Encoding.UTF8.GetBytes(path + "\0");
+        var cwdBytes = workingDirectory is null ? null : Encoding.UTF8.GetBytes(workingDirectory + "\0");
+
+        SpawnStorage attr = default, actions = default;
+        SigSet all = default, none = default;
+        all.FillAll();
+        Libc.posix_spawnattr_init(&attr);
+        Libc.posix_spawn_file_actions_init(&actions);
+        try
+        {
+            // The .NET runtime ignores SIGPIPE and blocks signals on some threads; a child must not inherit that.
+            Libc.posix_spawnattr_setflags(&attr, Libc.POSIX_SPAWN_SETSIGDEF | Libc.POSIX_SPAWN_SETSIGMASK);
+            Libc.posix_spawnattr_setsigdefault(&attr, &all);
+            Libc.posix_spawnattr_setsigmask(&attr, &none);
+            // dup2 onto the same fd clears close-on-exec, which is what an inherited stdio fd needs.
+            Libc.posix_spawn_file_actions_adddup2(&actions, stdinFd, 0);
+            Libc.posix_spawn_file_actions_adddup2(&actions, stdoutFd, 1);
+            Libc.posix_spawn_file_actions_adddup2(&actions, stderrFd, 2);
+            if (cwdBytes is not null)
+            {
+                fixed (byte* cwd = cwdBytes) Libc.posix_spawn_file_actions_addchdir_np(&actions, cwd);
+            }
+
+            int pid;
+            int rc;
+            fixed (byte* p = pathBytes) rc = Libc.posix_spawn(&pid, p, &actions, &attr, argvBlock.Pointer, envBlock.Pointer);
+            if (rc != 0) throw new IOException($"cannot start {path}: {Libc.StrError(rc)}");
+            return pid;
+        }
+        finally
+        {
+            Libc.posix_spawn_file_actions_destroy(&actions);
+            Libc.posix_spawnattr_destroy(&attr);
+        }
+    }
+
+    /// <summary>waitpid retried on EINTR: the pid, 0 (WNOHANG and still running), or -errno.</summary>
+    internal static int WaitPid(int pid, int options, out int status)
+    {
+        int s;
+        while (true)
+        {
+            var r = Libc.waitpid(pid, &s, options);
+            if (r >= 0)
+            {
+                status = s;
+                return r;
+            }
+
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == Errno.EINTR) continue;
+            status = 0;
+            return -errno;
+        }
+    }
+
+    /// <summary>A NULL-terminated char*[] in unmanaged memory.</summary>
+    private sealed class CStringArray : IDisposable
+    {
+        private readonly nint[] _strings;
+
+        public CStringArray(IReadOnlyList<string> items)
+        {
+            _strings = new nint[items.Count];
+            Pointer = (byte**)NativeMemory.Alloc((nuint)(items.Count + 1), (nuint)sizeof(nint));
+            for (var i = 0; i < items.Count; i++)
+            {
+                _strings[i] = Marshal.StringToCoTaskMemUTF8(items[i]);
+                Pointer[i] = (byte*)_strings[i];
+            }
+
+            Pointer[items.Count] = null;
+        }
+
+        public byte** Pointer { get; }
+
+        public void Dispose()
+        {
+            foreach (var s in _strings) Marshal.FreeCoTaskMem(s);
+            NativeMemory.Free(Pointer);
+        }
+    }
+}

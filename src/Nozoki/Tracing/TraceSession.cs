@@ -1,0 +1,190 @@
+using Nozoki.Native;
+using Nozoki.Procfs;
+
+namespace Nozoki.Tracing;
+
+public sealed class TraceOptions
+{
+    /// <summary>Also trace children and their descendants (fork, vfork, clone of new processes). Threads are always traced.</summary>
+    public bool FollowForks { get; init; }
+
+    /// <summary>Keep the ptrace thread on the CPU the tracee last ran on: cross-CPU wake-ups dominate the cost of a stop.</summary>
+    public bool FollowTraceeCpu { get; init; } = true;
+}
+
+/// <summary>How a session ended.</summary>
+public enum TraceEndReason
+{
+    /// <summary>Every traced process exited.</summary>
+    TargetExited,
+
+    /// <summary>RequestDetach (or Dispose) was called: every thread was detached and left running.</summary>
+    Detached,
+
+    /// <summary>An internal error (or an observer's exception); every thread was detached and left running.</summary>
+    Failed,
+}
+
+public sealed record TraceResult(TraceEndReason Reason, ExitStatus? TargetExit, Exception? Error);
+
+/// <summary>
+/// One ptrace session: a dedicated thread that owns every ptrace and waitpid call (the kernel ties a tracee to the
+/// thread that attached), feeding an <see cref="ITraceObserver"/>. Disposing detaches every thread and leaves the
+/// process running; a session never kills what it attached to.
+/// </summary>
+public sealed class TraceSession : IDisposable, IAsyncDisposable
+{
+    private readonly TraceOptions _options;
+    private readonly ITraceObserver _observer;
+    private readonly TaskCompletionSource<TraceResult> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _attached = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Thread _thread;
+    private volatile bool _detachRequested;
+    private int _wakeSent;
+
+    private StopLoop? _loop;
+
+    private TraceSession(int pid, TraceOptions options, ITraceObserver observer)
+    {
+        Pid = pid;
+        _options = options;
+        _observer = observer;
+        _thread = new Thread(Run) { IsBackground = true, Name = $"nozoki ptrace {pid}" };
+    }
+
+    /// <summary>The PID given to Attach.</summary>
+    public int Pid { get; }
+
+    /// <summary>Completes when the session has ended and nothing is traced any more.</summary>
+    public Task<TraceResult> Completion => _completion.Task;
+
+    /// <summary>
+    /// Attaches to every thread of PID (PTRACE_SEIZE, then PTRACE_INTERRUPT) and returns once each has stopped and
+    /// been resumed under syscall tracing. Throws ProcessNotFoundException, TracePermissionException or
+    /// ProcessNotTraceableException.
+    /// </summary>
+    public static TraceSession Attach(int pid, ITraceObserver observer, TraceOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(observer);
+        Preflight(pid);
+        var session = new TraceSession(pid, options ?? new TraceOptions(), observer);
+        session._thread.Start();
+        try
+        {
+            session._attached.Task.GetAwaiter().GetResult();
+        }
+        catch
+        {
+            session._thread.Join();
+            throw;
+        }
+
+        return session;
+    }
+
+    /// <summary>Checks /proc before any ptrace call, so that the error says what is wrong.</summary>
+    private static void Preflight(int pid)
+    {
+        if (pid <= 0) throw new ProcessNotFoundException(pid);
+        var info = ProcessInfo.TryRead(pid) ?? throw new ProcessNotFoundException(pid);
+        if (info.Tgid != pid) throw new ProcessNotTraceableException(pid, $"it is a thread of process {info.Tgid}; give the process id");
+        if (info.IsKernelThread) throw new ProcessNotTraceableException(pid, $"'{info.Name}' is a kernel thread");
+        if (info.State is 'Z' or 'X') throw new ProcessNotTraceableException(pid, $"'{info.Name}' is a zombie (it has exited and waits for its parent to reap it)");
+        if (pid == Environment.ProcessId) throw new ProcessNotTraceableException(pid, "that is nozoki itself");
+    }
+
+    /// <summary>Explains an EPERM from PTRACE_SEIZE.</summary>
+    internal static string ExplainPermission(int pid)
+    {
+        var info = ProcessInfo.TryRead(pid);
+        if (info is null) return "operation not permitted";
+        if (info.TracerPid != 0)
+        {
+            var tracer = ProcessInfo.TryRead(info.TracerPid);
+            return $"already traced by PID {info.TracerPid}{(tracer is null ? "" : $" ({tracer.Name})")}; a process can have only one tracer";
+        }
+
+        var euid = Libc.geteuid();
+        var privileged = euid == 0 || ProcessInfo.SelfHasCapSysPtrace();
+        if (!privileged && (info.RealUid != euid || info.EffectiveUid != euid))
+            return $"it belongs to another user (uid {info.EffectiveUid}) and you are uid {euid}; run as root or with CAP_SYS_PTRACE";
+        var scope = ProcessInfo.ReadYamaPtraceScope();
+        if (scope is 1 && !privileged)
+            return "kernel.yama.ptrace_scope is 1 (only a parent may trace its children); run as root or with CAP_SYS_PTRACE, or set it to 0";
+        if (scope is 2 && !privileged) return "kernel.yama.ptrace_scope is 2 (only admins may trace); run as root or with CAP_SYS_PTRACE";
+        if (scope is 3) return "kernel.yama.ptrace_scope is 3 (attaching is disabled until reboot)";
+        if (!privileged) return "operation not permitted (is it setuid, or not dumpable?); run as root or with CAP_SYS_PTRACE";
+        return "operation not permitted (a security module, or a process that is not dumpable)";
+    }
+
+    /// <summary>Asks the ptrace thread to detach every thread and end. Thread-safe, idempotent, returns at once.</summary>
+    public void RequestDetach()
+    {
+        _detachRequested = true;
+        if (Environment.CurrentManagedThreadId == _thread.ManagedThreadId || Completion.IsCompleted) return;
+        // The ptrace thread sleeps in waitpid(-1), which only a child's state change ends. A signal would not do:
+        // the runtime installs its handlers with SA_RESTART, so waitpid would simply restart. A short-lived child
+        // ends it reliably, and unlike a signal it cannot be lost between a check and the wait.
+        if (Interlocked.Exchange(ref _wakeSent, 1) == 0) SpawnWaker();
+    }
+
+    private static void SpawnWaker()
+    {
+        var path = ChildProcess.ResolvePath("true") ?? "/bin/sh";
+        using var devnull = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.ReadWrite);
+        var fd = (int)devnull.DangerousGetHandle();
+        PosixSpawn.Spawn(path, path == "/bin/sh" ? [path, "-c", ":"] : [path], [], fd, fd, fd, "/");
+    }
+
+    public void Dispose()
+    {
+        RequestDetach();
+        Completion.GetAwaiter().GetResult();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        RequestDetach();
+        await Completion.ConfigureAwait(false);
+    }
+
+    private void Run()
+    {
+        var loop = new StopLoop(Pid, _options, _observer, () => _detachRequested);
+        _loop = loop;
+        TraceResult result;
+        try
+        {
+            loop.AttachAll();
+        }
+        catch (Exception e)
+        {
+            loop.DetachAll();
+            _attached.TrySetException(e);
+            _completion.TrySetResult(new TraceResult(TraceEndReason.Failed, null, e));
+            return;
+        }
+
+        try
+        {
+            result = loop.Run(_attached);
+        }
+        catch (Exception e)
+        {
+            try
+            {
+                loop.DetachAll();
+            }
+            catch (Exception inner)
+            {
+                e = new AggregateException(e, inner);
+            }
+
+            result = new TraceResult(TraceEndReason.Failed, loop.TargetExit, e);
+        }
+
+        // Attach() may still be waiting if the process exited before every thread stopped once.
+        _attached.TrySetResult();
+        _completion.TrySetResult(result);
+    }
+}
