@@ -18,7 +18,9 @@ internal static class Program
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
-            Console.Error.WriteLine($"nozoki: error: {parsed.Errors[0].Message} (see 'nozoki --help')");
+            // One line: System.CommandLine lists the allowed values on lines of their own.
+            var message = string.Join(' ', parsed.Errors[0].Message.Split(['\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            Console.Error.WriteLine($"nozoki: error: {message} (see 'nozoki --help')");
             return (int)ReturnCode.Usage;
         }
 

@@ -14,10 +14,6 @@ internal static class OutCommand
     {
         var pid = new Argument<int>("PID") { Description = "the process to watch" };
         var fds = new Option<int[]>("--fd") { Description = "mirror this file descriptor (repeatable; default: 1 and 2)" };
-        fds.Validators.Add(r =>
-        {
-            foreach (var fd in r.GetValueOrDefault<int[]>() ?? []) if (fd < 0) r.AddError($"--fd {fd}: a file descriptor is not negative");
-        });
         var follow = new Option<bool>("--follow", "-f") { Description = "also mirror children and their descendants" };
         var color = ColorOption();
         var json = new Option<bool>("--json") { Description = "one JSON object per write: time, pid, tid, fd, data, encoding" };
@@ -29,6 +25,12 @@ internal static class OutCommand
         cmd.SetAction(r =>
         {
             var selected = r.GetValue(fds);
+            if (selected?.FirstOrDefault(fd => fd < 0) is { } negative and < 0)
+            {
+                Console.Error.WriteLine($"nozoki: error: --fd {negative}: a file descriptor cannot be negative");
+                return (int)ReturnCode.Usage;
+            }
+
             var options = new MirrorOptions(
                 r.GetValue(pid),
                 selected is { Length: > 0 } ? selected : [1, 2],

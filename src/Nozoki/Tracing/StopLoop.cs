@@ -29,7 +29,8 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     private readonly int _ptraceOptions = Ptrace.O_TRACESYSGOOD | Ptrace.O_TRACECLONE | Ptrace.O_TRACEEXEC
         | (options.FollowForks ? Ptrace.O_TRACEFORK | Ptrace.O_TRACEVFORK : 0);
     private readonly int _selfTid = Libc.gettid();
-    private readonly CpuFollower? _cpu = options.FollowTraceeCpu ? CpuFollower.TryCreate() : null;
+    private readonly CpuFollower? _cpu = options.FollowTraceeCpu && Environment.GetEnvironmentVariable("NOZOKI_CPU") != "0" ? CpuFollower.TryCreate() : null;
+    private static readonly int Spin = int.TryParse(Environment.GetEnvironmentVariable("NOZOKI_SPIN"), out var n) ? n : 0;
     private int _initialPending;
     private bool _attachReported;
     private int _initialThreads;
@@ -101,7 +102,10 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
                 return new TraceResult(TraceEndReason.Detached, TargetExit, null);
             }
 
-            var tid = PosixSpawn.WaitPid(-1, Wait.WALL, out var status);
+            var tid = 0;
+            int status = 0;
+            for (var spin = 0; spin < Spin && tid == 0; spin++) tid = PosixSpawn.WaitPid(-1, Wait.WALL | Wait.WNOHANG, out status);
+            if (tid == 0) tid = PosixSpawn.WaitPid(-1, Wait.WALL, out status);
             if (tid < 0)
             {
                 if (-tid == Errno.ECHILD) break;

@@ -100,8 +100,10 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
         if (info is null) return "operation not permitted";
         if (info.TracerPid != 0)
         {
-            var tracer = ProcessInfo.TryRead(info.TracerPid);
-            return $"already traced by PID {info.TracerPid}{(tracer is null ? "" : $" ({tracer.Name})")}; a process can have only one tracer";
+            // TracerPid is the tracing thread's id; name its process, as ps shows it.
+            var thread = ProcessInfo.TryRead(info.TracerPid);
+            var tracer = thread is null || thread.Tgid == thread.Pid ? thread : ProcessInfo.TryRead(thread.Tgid) ?? thread;
+            return $"already traced by PID {tracer?.Pid ?? info.TracerPid}{(tracer is null ? "" : $" ({tracer.Name})")}; a process can have only one tracer";
         }
 
         var euid = Libc.geteuid();

@@ -1,0 +1,65 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+
+namespace Nozoki.Tests.Helpers;
+
+/// <summary>
+/// Compiles the C fixtures (copied to the output directory under fixtures/) on first use, once per test run,
+/// into a private temporary directory.
+/// </summary>
+internal static class Fixtures
+{
+    private static readonly ConcurrentDictionary<string, Lazy<string>> Compiled = new(StringComparer.Ordinal);
+
+    private static readonly Lazy<string> OutputDirectory = new(() =>
+    {
+        var dir = Directory.CreateTempSubdirectory("nozoki-fixtures-").FullName;
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try
+            {
+                Directory.Delete(dir, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        };
+        return dir;
+    }, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    public static string SourceDirectory => Path.Combine(AppContext.BaseDirectory, "fixtures");
+
+    /// <summary>The path of the compiled fixture NAME (from fixtures/NAME.c); compiles it on first use.</summary>
+    public static string Get(string name) =>
+        Compiled.GetOrAdd(name, n => new Lazy<string>(() => Compile(n), LazyThreadSafetyMode.ExecutionAndPublication)).Value;
+
+    private static string Compile(string name)
+    {
+        var source = Path.Combine(SourceDirectory, name + ".c");
+        if (!File.Exists(source))
+            throw new FileNotFoundException($"fixture source {source} does not exist", source);
+        var output = Path.Combine(OutputDirectory.Value, name);
+        var psi = new ProcessStartInfo("gcc")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in new[] { "-O2", "-pthread", "-Wall", "-o", output, source })
+            psi.ArgumentList.Add(arg);
+        using var gcc = Process.Start(psi) ?? throw new InvalidOperationException("could not start gcc");
+        var stdout = gcc.StandardOutput.ReadToEndAsync();
+        var stderr = gcc.StandardError.ReadToEndAsync();
+        if (!gcc.WaitForExit(60_000))
+        {
+            gcc.Kill(entireProcessTree: true);
+            throw new TimeoutException($"gcc {source} did not finish within 60 s");
+        }
+
+        gcc.WaitForExit();
+        if (gcc.ExitCode != 0)
+            throw new InvalidOperationException(
+                $"gcc failed to compile {source} (exit {gcc.ExitCode}):\n{stderr.GetAwaiter().GetResult()}{stdout.GetAwaiter().GetResult()}");
+        return output;
+    }
+}

@@ -1,0 +1,11 @@
+namespace Nozoki.Tests;
+
+/// <summary>
+/// Every test that starts tracees or nozoki belongs to this collection, so that no two of them run at the same time
+/// (xunit.runner.json also disables parallelism).
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class PtraceCollection
+{
+    public const string Name = "ptrace";
+}
