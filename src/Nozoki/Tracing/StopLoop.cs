@@ -29,8 +29,8 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     private readonly int _ptraceOptions = Ptrace.O_TRACESYSGOOD | Ptrace.O_TRACECLONE | Ptrace.O_TRACEEXEC
         | (options.FollowForks ? Ptrace.O_TRACEFORK | Ptrace.O_TRACEVFORK : 0);
     private readonly int _selfTid = Libc.gettid();
-    private readonly CpuFollower? _cpu = options.FollowTraceeCpu && Environment.GetEnvironmentVariable("NOZOKI_CPU") != "0" ? CpuFollower.TryCreate() : null;
-    private static readonly int Spin = int.TryParse(Environment.GetEnvironmentVariable("NOZOKI_SPIN"), out var n) ? n : 0;
+    private readonly CpuFollower? _cpu = options.FollowTraceeCpu ? CpuFollower.TryCreate() : null;
+    private readonly long _spinTicks = options.SpinMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
     private int _initialPending;
     private bool _attachReported;
     private int _initialThreads;
@@ -102,10 +102,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
                 return new TraceResult(TraceEndReason.Detached, TargetExit, null);
             }
 
-            var tid = 0;
-            int status = 0;
-            for (var spin = 0; spin < Spin && tid == 0; spin++) tid = PosixSpawn.WaitPid(-1, Wait.WALL | Wait.WNOHANG, out status);
-            if (tid == 0) tid = PosixSpawn.WaitPid(-1, Wait.WALL, out status);
+            var tid = WaitForStop(out var status);
             if (tid < 0)
             {
                 if (-tid == Errno.ECHILD) break;
@@ -122,6 +119,28 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         }
 
         return new TraceResult(TraceEndReason.TargetExited, TargetExit, null);
+    }
+
+    /// <summary>
+    /// waitpid(-1, __WALL), polled for a few microseconds before blocking. A tracee that was just resumed usually
+    /// stops again within microseconds (the next syscall boundary); catching that stop while still running spares
+    /// the tracer a sleep and a cross-CPU wake-up, which on this kind of machine costs more than the ptrace work.
+    /// A tracee that blocks (waiting for input) finds the tracer asleep in waitpid after the short spin.
+    /// </summary>
+    private int WaitForStop(out int status)
+    {
+        if (_spinTicks > 0)
+        {
+            var deadline = System.Diagnostics.Stopwatch.GetTimestamp() + _spinTicks;
+            do
+            {
+                var r = PosixSpawn.WaitPid(-1, Wait.WALL | Wait.WNOHANG, out status);
+                if (r != 0) return r;
+            }
+            while (System.Diagnostics.Stopwatch.GetTimestamp() < deadline);
+        }
+
+        return PosixSpawn.WaitPid(-1, Wait.WALL, out status);
     }
 
     /// <summary>

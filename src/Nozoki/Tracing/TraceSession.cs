@@ -9,7 +9,10 @@ public sealed class TraceOptions
     public bool FollowForks { get; init; }
 
     /// <summary>Keep the ptrace thread on the CPU the tracee last ran on: cross-CPU wake-ups dominate the cost of a stop.</summary>
-    public bool FollowTraceeCpu { get; init; } = true;
+    public bool FollowTraceeCpu { get; init; } = (Environment.GetEnvironmentVariable("NOZOKI_FOLLOW_CPU") ?? "1") != "0";
+
+    /// <summary>How long the ptrace thread polls for the next stop before it sleeps in waitpid (0: never polls).</summary>
+    public int SpinMicroseconds { get; init; } = int.TryParse(Environment.GetEnvironmentVariable("NOZOKI_SPIN_US"), out var us) ? us : 50;
 }
 
 /// <summary>How a session ended.</summary>
@@ -41,8 +44,6 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
     private readonly Thread _thread;
     private volatile bool _detachRequested;
     private int _wakeSent;
-
-    private StopLoop? _loop;
 
     private TraceSession(int pid, TraceOptions options, ITraceObserver observer)
     {
@@ -153,7 +154,6 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
     private void Run()
     {
         var loop = new StopLoop(Pid, _options, _observer, () => _detachRequested);
-        _loop = loop;
         TraceResult result;
         try
         {
