@@ -7,12 +7,15 @@ internal static class Program
 {
     private static int Main(string[] args)
     {
+        // A launched command starts as nozoki itself in a hidden mode (see LaunchStage); this never returns then.
+        Nozoki.Tracing.LaunchStage.RunIfRequested(args);
         if (args is ["__ticker", ..]) return TickerMode.Run(args[1..]);
 
         var root = new RootCommand("nozoki (覗き): look inside running processes without stopping them or changing their code.")
         {
             OutCommand.Create(),
             DemoCommand.Create(),
+            RunCommand.Create(),
         };
 
         var parsed = root.Parse(args);

@@ -97,3 +97,29 @@ internal static unsafe class ProcessMemory
         return new MemoryReadResult(done, 0);
     }
 }
+
+/// <summary>
+/// Writes into a tracee's memory through /proc/PID/mem, which (like PTRACE_POKEDATA, and unlike process_vm_writev)
+/// may write read-only private mappings such as code: how breakpoints are inserted and removed.
+/// </summary>
+internal static class ProcessMemoryWriter
+{
+    /// <summary>Returns 0, or an errno-like code when the write failed (the memory is gone).</summary>
+    internal static int Write(int pid, ulong address, ReadOnlySpan<byte> data)
+    {
+        try
+        {
+            using var mem = File.OpenHandle($"/proc/{pid}/mem", FileMode.Open, FileAccess.ReadWrite);
+            RandomAccess.Write(mem, data, (long)address);
+            return 0;
+        }
+        catch (IOException)
+        {
+            return Errno.EFAULT;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return Errno.EPERM;
+        }
+    }
+}

@@ -60,6 +60,21 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "signal", SetLastError = true)]
     internal static partial nint signal(int sig, nint handler);
 
+    [LibraryImport(Lib, EntryPoint = "prctl", SetLastError = true)]
+    internal static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
+
+    [LibraryImport(Lib, EntryPoint = "execve", SetLastError = true)]
+    internal static partial int execve(byte* path, byte** argv, byte** envp);
+
+    [LibraryImport(Lib, EntryPoint = "sigprocmask", SetLastError = true)]
+    internal static partial int sigprocmask(int how, SigSet* set, SigSet* oldset);
+
+    [LibraryImport(Lib, EntryPoint = "raise")]
+    internal static partial int raise(int sig);
+
+    [LibraryImport(Lib, EntryPoint = "_exit")]
+    internal static partial void _exit(int status);
+
     [LibraryImport(Lib, EntryPoint = "strerror")]
     internal static partial byte* strerror(int errnum);
 
@@ -112,6 +127,10 @@ internal static unsafe partial class Libc
     internal const short POLLHUP = 0x10;
 
     internal const nint SIG_DFL = 0;
+    internal const int SIG_SETMASK = 2;
+    internal const int PR_SET_NO_NEW_PRIVS = 38;
+    internal const int PR_SET_SECCOMP = 22;
+    internal const int SECCOMP_MODE_FILTER = 2;
 
     internal static string StrError(int errno)
     {

@@ -67,6 +67,23 @@ internal static unsafe class PosixSpawn
         }
     }
 
+    /// <summary>
+    /// Replaces the calling process with path. Before that, the signal mask is emptied and SIGPIPE given back its
+    /// default action: the .NET runtime ignores SIGPIPE and blocks signals, and execve would pass both on.
+    /// Returns the errno if execve fails.
+    /// </summary>
+    internal static int Execve(string path, IReadOnlyList<string> argv, IReadOnlyList<string> env)
+    {
+        using var argvBlock = new CStringArray(argv);
+        using var envBlock = new CStringArray(env);
+        var pathBytes = Encoding.UTF8.GetBytes(path + "\0");
+        SigSet none = default;
+        Libc.sigprocmask(Libc.SIG_SETMASK, &none, null);
+        Libc.signal(13 /* SIGPIPE */, Libc.SIG_DFL);
+        fixed (byte* p = pathBytes) Libc.execve(p, argvBlock.Pointer, envBlock.Pointer);
+        return Marshal.GetLastPInvokeError();
+    }
+
     /// <summary>A NULL-terminated char*[] in unmanaged memory.</summary>
     private sealed class CStringArray : IDisposable
     {

@@ -7,7 +7,9 @@ internal static class Ptrace
 {
     internal const long PEEKDATA = 2;
     internal const long GETREGS = 12;
+    internal const long SETREGS = 13;
     internal const long DETACH = 17;
+    internal const long CONT = 7;
     internal const long SYSCALL = 24;
     internal const long SETOPTIONS = 0x4200;
     internal const long GETEVENTMSG = 0x4201;
@@ -72,6 +74,8 @@ internal unsafe struct PtraceSyscallInfo
     [FieldOffset(24)] public long ReturnValue;
     [FieldOffset(32)] public byte IsError;
     [FieldOffset(80)] public uint SeccompRetData;
+
+    public readonly ulong Arg(int index) => Args[index];
 }
 
 /// <summary>struct user_regs_struct for x86_64 (sys/user.h).</summary>

@@ -1,29 +1,41 @@
 namespace Nozoki.Tracing;
 
 /// <summary>
-/// What a feature (output mirror, syscall tracer, ...) is told by a session. Every call runs on the session's ptrace
-/// thread while the thread in question is stopped: keep it short and allocation-free, it is the tracee's time.
-/// An exception thrown here ends the session: every thread is detached and left running.
+/// What a feature (output mirror, syscall tracer, probes, ...) is told by a session. Every call runs on the
+/// session's ptrace thread while the thread in question is stopped: keep it short and allocation-free, it is the
+/// tracee's time. An exception thrown here ends the session: every thread is detached and left running.
 /// </summary>
 public interface ITraceObserver
 {
-    /// <summary>Every thread present at attach has stopped once and is now traced: from here on nothing is missed.</summary>
+    /// <summary>Attach: every thread present has stopped once and is now traced; nothing is missed from here on.
+    /// Launch: the command is about to run its first instruction.</summary>
     void OnAttached(int pid, int threadCount) { }
 
+    /// <summary>Syscall entry (or, with a seccomp filter, the PTRACE_EVENT_SECCOMP stop before it runs).</summary>
     void OnSyscallEnter(in SyscallEnterStop stop) { }
 
     void OnSyscallExit(in SyscallExitStop stop) { }
 
-    /// <summary>A signal is about to be delivered to tid; the session re-injects it after this call.</summary>
-    void OnSignal(int pid, int tid, int signo) { }
+    /// <summary>A signal is about to be delivered; the session re-delivers it after this call.</summary>
+    void OnSignal(in SignalStop stop) { }
 
-    /// <summary>A new thread (or, when following forks, a new process) is being traced.</summary>
+    /// <summary>An int3 trapped. Return true if it was the observer's breakpoint (SIGTRAP is then not delivered).</summary>
+    bool OnBreakpoint(in BreakpointStop stop) => false;
+
+    /// <summary>
+    /// A new thread, or a new process (fork, vfork, clone without CLONE_THREAD). The new task has not run a single
+    /// instruction yet, so its memory can be changed safely (for example to remove inherited breakpoints).
+    /// </summary>
     void OnNewTask(int parentTid, int newTid, int newPid, bool isProcess) { }
 
+    /// <summary>A process replaced its program (execve); its memory map is new.</summary>
     void OnExec(int pid, int tid) { }
 
     /// <summary>A traced process (thread group) is gone.</summary>
     void OnProcessExited(int pid, ExitStatus status) { }
+
+    /// <summary>Every thread of pid is stopped and about to be detached: the last moment to restore its memory.</summary>
+    void OnDetaching(int pid) { }
 
     /// <summary>Every thread has been detached and left running.</summary>
     void OnDetached(int pid) { }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Nozoki.Native;
 using Nozoki.Procfs;
@@ -6,8 +7,8 @@ namespace Nozoki.Tracing;
 
 /// <summary>
 /// The ptrace stop loop. Every method runs on the session's dedicated thread. The hot path (a syscall stop) does one
-/// waitpid, one PTRACE_GET_SYSCALL_INFO and one PTRACE_SYSCALL, and allocates nothing: a GC pause here would leave
-/// every tracee stopped.
+/// waitpid, one PTRACE_GET_SYSCALL_INFO and one resume, and allocates nothing: a GC pause here would leave every
+/// tracee stopped.
 /// </summary>
 internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver observer, Func<bool> detachRequested)
 {
@@ -17,7 +18,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         public readonly int Tgid = tgid;
         public bool Started;            // has reported its first stop
         public bool Initial;            // present at attach (counts towards OnAttached)
-        public bool InSyscall;          // between a syscall-enter stop and its exit stop
+        public bool InSyscall;          // between a syscall-enter (or seccomp) stop and its exit stop
         public long Nr;
         public SyscallArgs Args;
         public bool Held;               // stopped and kept stopped, for detach
@@ -25,21 +26,34 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         public bool DetachWhenStarted;  // a new process we do not follow
     }
 
+    private const long NrExecve = 59, NrExecveat = 322;
+
     private readonly Dictionary<int, TaskState> _tasks = [];
-    private readonly int _ptraceOptions = Ptrace.O_TRACESYSGOOD | Ptrace.O_TRACECLONE | Ptrace.O_TRACEEXEC
-        | (options.FollowForks ? Ptrace.O_TRACEFORK | Ptrace.O_TRACEVFORK : 0);
+    private readonly bool _seccomp = options.Filter is not null;
+    private readonly bool _followForks = options.FollowForks || options.Filter is not null;
+    private readonly bool _syscallStops = options.Filter is null && options.TraceSyscalls;
     private readonly int _selfTid = Libc.gettid();
     private readonly CpuFollower? _cpu = options.FollowTraceeCpu ? CpuFollower.TryCreate() : null;
-    private readonly long _spinTicks = options.SpinMicroseconds * System.Diagnostics.Stopwatch.Frequency / 1_000_000;
+    private readonly long _spinTicks = options.SpinMicroseconds * Stopwatch.Frequency / 1_000_000;
     private int _initialPending;
     private bool _attachReported;
     private int _initialThreads;
+    private int _targetPid;
+
+    // Launch: events of the stage (before it execs the command) are not the command's and are not reported.
+    private bool _preExec;
+    private bool _stageStopSeen;
 
     public ExitStatus? TargetExit { get; private set; }
+
+    private int PtraceOptions => Ptrace.O_TRACESYSGOOD | Ptrace.O_TRACECLONE | Ptrace.O_TRACEEXEC
+        | (_followForks || options.InterceptChildren ? Ptrace.O_TRACEFORK | Ptrace.O_TRACEVFORK : 0)
+        | (_seccomp ? Ptrace.O_TRACESECCOMP : 0);
 
     /// <summary>PTRACE_SEIZE every thread of the process, re-scanning /proc/PID/task until no new thread appears, then PTRACE_INTERRUPT each.</summary>
     public void AttachAll()
     {
+        _targetPid = pid;
         var first = true;
         while (true)
         {
@@ -63,9 +77,36 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         _initialThreads = _initialPending;
     }
 
+    /// <summary>Starts the launch stage and seizes it; returns its PID, which the command keeps after execve.</summary>
+    public int LaunchStage(IReadOnlyList<string> stageArgv)
+    {
+        var child = PosixSpawn.Spawn(stageArgv[0], stageArgv, CurrentEnvironment(), 0, 1, 2, null);
+        // EXITKILL: a launched command must not outlive nozoki with a seccomp filter and no tracer.
+        if (Libc.ptrace(Ptrace.SEIZE, child, 0, PtraceOptions | Ptrace.O_EXITKILL) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            Libc.kill(child, Signals.SIGKILL);
+            PosixSpawn.WaitPid(child, 0, out _);
+            throw new TraceException($"cannot trace the command: PTRACE_SEIZE failed: {Libc.StrError(errno)}");
+        }
+
+        _targetPid = child;
+        _tasks[child] = new TaskState(child, child) { Started = true };
+        _preExec = true;
+        _attachReported = true;
+        return child;
+    }
+
+    private static List<string> CurrentEnvironment()
+    {
+        var env = new List<string>();
+        foreach (System.Collections.DictionaryEntry e in Environment.GetEnvironmentVariables()) env.Add($"{e.Key}={e.Value}");
+        return env;
+    }
+
     private bool Seize(int tid, bool isFirst)
     {
-        if (Libc.ptrace(Ptrace.SEIZE, tid, 0, _ptraceOptions) == 0)
+        if (Libc.ptrace(Ptrace.SEIZE, tid, 0, PtraceOptions) == 0)
         {
             _tasks[tid] = new TaskState(tid, pid) { Initial = true };
             _initialPending++;
@@ -131,13 +172,13 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     {
         if (_spinTicks > 0)
         {
-            var deadline = System.Diagnostics.Stopwatch.GetTimestamp() + _spinTicks;
+            var deadline = Stopwatch.GetTimestamp() + _spinTicks;
             do
             {
                 var r = PosixSpawn.WaitPid(-1, Wait.WALL | Wait.WNOHANG, out status);
                 if (r != 0) return r;
             }
-            while (System.Diagnostics.Stopwatch.GetTimestamp() < deadline);
+            while (Stopwatch.GetTimestamp() < deadline);
         }
 
         return PosixSpawn.WaitPid(-1, Wait.WALL, out status);
@@ -154,19 +195,8 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             if (!t.Held) Interrupt(t.Tid);
         }
 
-        while (true)
+        while (AnyRunning())
         {
-            var waiting = false;
-            foreach (var t in _tasks.Values)
-            {
-                if (!t.Held)
-                {
-                    waiting = true;
-                    break;
-                }
-            }
-
-            if (!waiting) break;
             var tid = PosixSpawn.WaitPid(-1, Wait.WALL, out var status);
             if (tid < 0)
             {
@@ -182,11 +212,22 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             HandleStop(tid, status, holding: true);
         }
 
-        foreach (var t in _tasks.Values) Libc.ptrace(Ptrace.DETACH, t.Tid, 0, t.PendingSignal);
         var pids = new HashSet<int>();
         foreach (var t in _tasks.Values) pids.Add(t.Tgid);
+        foreach (var p in pids) observer.OnDetaching(p);
+        foreach (var t in _tasks.Values) Libc.ptrace(Ptrace.DETACH, t.Tid, 0, t.PendingSignal);
         _tasks.Clear();
         foreach (var p in pids) observer.OnDetached(p);
+    }
+
+    private bool AnyRunning()
+    {
+        foreach (var t in _tasks.Values)
+        {
+            if (!t.Held) return true;
+        }
+
+        return false;
     }
 
     private void HandleStop(int tid, int status, bool holding)
@@ -208,7 +249,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         var evt = Wait.Event(status);
         if (sig == (Signals.SIGTRAP | 0x80))
         {
-            SyscallStop(t);
+            SyscallStop(t, seccomp: false);
             Resume(t, 0, holding);
             return;
         }
@@ -216,10 +257,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         switch (evt)
         {
             case 0:
-                // Signal-delivery-stop: hand the signal back, never swallow it.
-                observer.OnSignal(t.Tgid, tid, sig);
-                if (holding) t.PendingSignal = sig;
-                Resume(t, sig, holding);
+                SignalDeliveryStop(t, sig, holding);
                 return;
             case Ptrace.EVENT_STOP:
                 var first = !t.Started;
@@ -247,6 +285,10 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
                 }
 
                 return;
+            case Ptrace.EVENT_SECCOMP:
+                SyscallStop(t, seccomp: true);
+                Resume(t, 0, holding);
+                return;
             case Ptrace.EVENT_CLONE or Ptrace.EVENT_FORK or Ptrace.EVENT_VFORK:
                 NewChild(t, evt);
                 Resume(t, 0, holding);
@@ -261,6 +303,29 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         }
     }
 
+    private void SignalDeliveryStop(TaskState t, int sig, bool holding)
+    {
+        if (_preExec && !_stageStopSeen && sig == Signals.SIGSTOP && t.Tid == _targetPid)
+        {
+            // The launch stage's own SIGSTOP: from here on the tracer is in control. Swallow it.
+            _stageStopSeen = true;
+            Resume(t, 0, holding);
+            return;
+        }
+
+        var info = SigInfo.Read(t.Tid);
+        if (sig == Signals.SIGTRAP && info.Code == SigInfo.SI_KERNEL && observer.OnBreakpoint(new BreakpointStop(t.Tgid, t.Tid)))
+        {
+            Resume(t, 0, holding);
+            return;
+        }
+
+        // Hand the signal back, never swallow it.
+        if (!_preExec) observer.OnSignal(new SignalStop(t.Tgid, t.Tid, sig, info));
+        if (holding) t.PendingSignal = sig;
+        Resume(t, sig, holding);
+    }
+
     private void Resume(TaskState t, int sig, bool holding)
     {
         if (holding)
@@ -269,27 +334,33 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             return;
         }
 
-        // ESRCH: the task was killed while stopped; its exit is reported next.
-        Libc.ptrace(Ptrace.SYSCALL, t.Tid, 0, sig);
+        // Between a seccomp stop and its syscall's exit, PTRACE_SYSCALL brings the exit stop; otherwise a filtered
+        // or breakpoint-only session runs free with PTRACE_CONT. ESRCH: killed while stopped; its exit comes next.
+        Libc.ptrace(t.InSyscall || _syscallStops ? Ptrace.SYSCALL : Ptrace.CONT, t.Tid, 0, sig);
     }
 
-    private unsafe void SyscallStop(TaskState t)
+    private void SyscallStop(TaskState t, bool seccomp)
     {
-        PtraceSyscallInfo info;
-        if (Libc.ptrace(Ptrace.GET_SYSCALL_INFO, t.Tid, sizeof(PtraceSyscallInfo), (nint)(&info)) <= 0) return;
+        if (!PtraceCalls.GetSyscallInfo(t.Tid, out var info)) return;
         _cpu?.OnStop(t.Tid);
-        if (info.Op == Ptrace.SYSCALL_INFO_ENTRY)
+        if (info.Op is Ptrace.SYSCALL_INFO_ENTRY or Ptrace.SYSCALL_INFO_SECCOMP)
         {
             t.InSyscall = true;
             t.Nr = (long)info.Nr;
-            t.Args = new SyscallArgs(info.Args[0], info.Args[1], info.Args[2], info.Args[3], info.Args[4], info.Args[5]);
-            observer.OnSyscallEnter(new SyscallEnterStop(t.Tgid, t.Tid, t.Nr, t.Args));
+            t.Args = new SyscallArgs(info.Arg(0), info.Arg(1), info.Arg(2), info.Arg(3), info.Arg(4), info.Arg(5));
+            // The stage's execve of the command is the command's first syscall.
+            if (_preExec && t.Tid == _targetPid && t.Nr is NrExecve or NrExecveat) CommandStarted();
+            if (!_preExec) observer.OnSyscallEnter(new SyscallEnterStop(t.Tgid, t.Tid, t.Nr, t.Args));
         }
         else if (info.Op == Ptrace.SYSCALL_INFO_EXIT)
         {
             if (!t.InSyscall && !RecoverEntry(t)) return;
             t.InSyscall = false;
-            observer.OnSyscallExit(new SyscallExitStop(t.Tgid, t.Tid, t.Nr, t.Args, info.ReturnValue, info.IsError != 0));
+            if (!_preExec) observer.OnSyscallExit(new SyscallExitStop(t.Tgid, t.Tid, t.Nr, t.Args, info.ReturnValue, info.IsError != 0));
+        }
+        else if (seccomp)
+        {
+            t.InSyscall = true;
         }
     }
 
@@ -297,10 +368,9 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     /// An exit stop without its entry: the thread was inside the syscall when we attached. The argument registers
     /// survive a syscall on x86_64, so they still say what it was called with.
     /// </summary>
-    private unsafe bool RecoverEntry(TaskState t)
+    private static bool RecoverEntry(TaskState t)
     {
-        UserRegs regs;
-        if (Libc.ptrace(Ptrace.GETREGS, t.Tid, 0, (nint)(&regs)) != 0) return false;
+        if (!PtraceCalls.GetRegs(t.Tid, out var regs)) return false;
         t.Nr = (long)regs.OrigRax;
         t.Args = new SyscallArgs(regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9);
         return true;
@@ -311,26 +381,25 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         var tgid = ProcessInfo.ReadTgid(tid);
         if (tgid == 0) tgid = tid;
         var t = new TaskState(tid, tgid);
-        // A process we were not asked to follow (clone without CLONE_THREAD, caught by PTRACE_O_TRACECLONE).
-        if (!options.FollowForks && !_tasks.Values.Any(x => x.Tgid == tgid)) t.DetachWhenStarted = true;
+        // A new process we were not asked to follow: stopped at birth only so that the observer could clean it.
+        if (!_followForks && !_tasks.Values.Any(x => x.Tgid == tgid)) t.DetachWhenStarted = true;
         _tasks[tid] = t;
         return t;
     }
 
-    private unsafe void NewChild(TaskState parent, int evt)
+    private void NewChild(TaskState parent, int evt)
     {
-        ulong msg;
-        if (Libc.ptrace(Ptrace.GETEVENTMSG, parent.Tid, 0, (nint)(&msg)) != 0) return;
+        if (!PtraceCalls.GetEventMsg(parent.Tid, out var msg)) return;
         var child = (int)msg;
         if (!_tasks.TryGetValue(child, out var t)) t = NewTask(child);
-        observer.OnNewTask(parent.Tid, child, t.Tgid, evt != Ptrace.EVENT_CLONE || t.Tgid != parent.Tgid);
+        var isProcess = evt != Ptrace.EVENT_CLONE || t.Tgid != parent.Tgid;
+        if (!_preExec) observer.OnNewTask(parent.Tid, child, t.Tgid, isProcess);
     }
 
-    private unsafe void Exec(TaskState t)
+    private void Exec(TaskState t)
     {
         // After a successful execve the thread carries the thread group leader's id, whatever it had before.
-        ulong msg;
-        Libc.ptrace(Ptrace.GETEVENTMSG, t.Tid, 0, (nint)(&msg));
+        PtraceCalls.GetEventMsg(t.Tid, out var msg);
         var former = (int)msg;
         if (former != t.Tgid && _tasks.Remove(former, out var execing))
         {
@@ -348,7 +417,14 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             }
         }
 
+        if (_preExec && t.Tgid == _targetPid) CommandStarted();
         observer.OnExec(t.Tgid, t.Tgid);
+    }
+
+    private void CommandStarted()
+    {
+        _preExec = false;
+        observer.OnAttached(_targetPid, 1);
     }
 
     private void TaskGone(TaskState t, int status)
@@ -357,7 +433,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         if (t.Initial && !t.Started) _initialPending--;
         if (t.Tid != t.Tgid) return;
         var exit = ExitStatus.FromWaitStatus(status);
-        if (t.Tgid == pid) TargetExit = exit;
+        if (t.Tgid == _targetPid) TargetExit = exit;
         observer.OnProcessExited(t.Tgid, exit);
     }
 }

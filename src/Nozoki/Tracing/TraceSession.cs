@@ -8,8 +8,24 @@ public sealed class TraceOptions
     /// <summary>Also trace children and their descendants (fork, vfork, clone of new processes). Threads are always traced.</summary>
     public bool FollowForks { get; init; }
 
+    /// <summary>Stop at syscalls (PTRACE_SYSCALL). False: only signals, events and breakpoints stop the tracee (PTRACE_CONT).</summary>
+    public bool TraceSyscalls { get; init; } = true;
+
+    /// <summary>Stop children at birth (fork, vfork, clone) so that OnNewTask can act on them, then detach them unless FollowForks.</summary>
+    public bool InterceptChildren { get; init; }
+
     /// <summary>Keep the ptrace thread on the CPU the tracee last ran on: cross-CPU wake-ups dominate the cost of a stop.</summary>
     public bool FollowTraceeCpu { get; init; } = (Environment.GetEnvironmentVariable("NOZOKI_FOLLOW_CPU") ?? "1") != "0";
+
+    /// <summary>
+    /// For launched commands: only these syscalls stop the tracee (seccomp-bpf, PTRACE_O_TRACESECCOMP); null means
+    /// every syscall stops (PTRACE_SYSCALL). A filter is inherited by children, so with one, children are always
+    /// traced (an untraced child would get ENOSYS from every filtered syscall).
+    /// </summary>
+    public SeccompFilter? Filter { get; init; }
+
+    /// <summary>How to re-execute this program as the launch stage; default: this executable (see LaunchStage).</summary>
+    public IReadOnlyList<string>? StageCommand { get; init; }
 
     /// <summary>How long the ptrace thread polls for the next stop before it sleeps in waitpid (0: never polls).</summary>
     public int SpinMicroseconds { get; init; } = int.TryParse(Environment.GetEnvironmentVariable("NOZOKI_SPIN_US"), out var us) ? us : 50;
@@ -53,7 +69,7 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
         _thread = new Thread(Run) { IsBackground = true, Name = $"nozoki ptrace {pid}" };
     }
 
-    /// <summary>The PID given to Attach.</summary>
+    /// <summary>The PID given to Attach (0 for Launch: see TargetPid).</summary>
     public int Pid { get; }
 
     /// <summary>Completes when the session has ended and nothing is traced any more.</summary>
@@ -82,6 +98,40 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
 
         return session;
     }
+
+    /// <summary>
+    /// Starts argv under ptrace from its first instruction (through <see cref="LaunchStage"/>), with
+    /// PTRACE_O_EXITKILL: if nozoki dies, the command dies too, because a command left with a seccomp filter and
+    /// no tracer would fail every filtered syscall. Throws FileNotFoundException when the program is not found.
+    /// </summary>
+    public static TraceSession Launch(IReadOnlyList<string> argv, ITraceObserver observer, TraceOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(argv);
+        ArgumentNullException.ThrowIfNull(observer);
+        ArgumentOutOfRangeException.ThrowIfZero(argv.Count);
+        options ??= new TraceOptions();
+        var path = ChildProcess.ResolvePath(argv[0]) ?? throw new FileNotFoundException($"{argv[0]}: command not found", argv[0]);
+        var stage = LaunchStage.CommandLine(options.StageCommand ?? LaunchStage.DefaultPrefix(), options.Filter, path, argv);
+        var session = new TraceSession(0, options, observer) { _launch = stage };
+        session._thread.Start();
+        try
+        {
+            session._attached.Task.GetAwaiter().GetResult();
+        }
+        catch
+        {
+            session._thread.Join();
+            throw;
+        }
+
+        return session;
+    }
+
+    /// <summary>The traced command's PID (for Launch), or the attached PID.</summary>
+    public int TargetPid => _targetPid ?? Pid;
+
+    private List<string>? _launch;
+    private int? _targetPid;
 
     /// <summary>Checks /proc before any ptrace call, so that the error says what is wrong.</summary>
     private static void Preflight(int pid)
@@ -157,7 +207,15 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
         TraceResult result;
         try
         {
-            loop.AttachAll();
+            if (_launch is null)
+            {
+                loop.AttachAll();
+            }
+            else
+            {
+                _targetPid = loop.LaunchStage(_launch);
+                _attached.TrySetResult();
+            }
         }
         catch (Exception e)
         {

@@ -1,0 +1,126 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.RegularExpressions;
+using Nozoki.Cli.Output;
+using Nozoki.Native;
+using Nozoki.Painting;
+using Nozoki.Tracing;
+
+namespace Nozoki.Cli.Commands;
+
+/// <summary>`nozoki run -- CMD`: run a command with its stderr painted, order kept, terminal intact.</summary>
+internal static partial class RunCommand
+{
+    private static readonly Dictionary<string, string> Styles = new()
+    {
+        ["bold-red"] = "1;31", ["red"] = "31", ["yellow"] = "33", ["bold-yellow"] = "1;33", ["magenta"] = "35",
+        ["bold"] = "1", ["dim"] = "2", ["italic"] = "3", ["underline"] = "4", ["reverse"] = "7",
+    };
+
+    public static Command Create()
+    {
+        var style = new Option<string>("--style") { Description = $"how stderr looks: {string.Join(", ", Styles.Keys)}, or SGR parameters such as '1;38;5;208'", DefaultValueFactory = _ => "bold-red" };
+        var fds = new Option<int[]>("--fd") { Description = "paint writes to this file descriptor (repeatable; default: 2)" };
+        var color = OutCommand.ColorOption();
+        var command = new Argument<string[]>("CMD") { Description = "the command and its arguments (after --)", Arity = ArgumentArity.OneOrMore };
+        var cmd = new Command("run", "Run a command with its stderr painted red; stdout/stderr order kept exactly, the terminal still a terminal")
+        {
+            style, fds, color, command,
+        };
+        cmd.SetAction(r =>
+        {
+            var sgr = r.GetValue(style)!;
+            if (Styles.TryGetValue(sgr, out var named)) sgr = named;
+            else if (!SgrPattern().IsMatch(sgr))
+            {
+                Console.Error.WriteLine($"nozoki: error: --style '{sgr}': not a known style ({string.Join(", ", Styles.Keys)}) nor SGR parameters like '1;31'");
+                return (int)ReturnCode.Usage;
+            }
+
+            var selected = r.GetValue(fds) is { Length: > 0 } f ? f : [2];
+            if (selected.Any(fd => fd < 0))
+            {
+                Console.Error.WriteLine("nozoki: error: --fd: a file descriptor cannot be negative");
+                return (int)ReturnCode.Usage;
+            }
+
+            return Run(r.GetValue(command)!, sgr, selected, OutCommand.ShouldPaint(r.GetValue(color)!));
+        });
+        return cmd;
+    }
+
+    [GeneratedRegex("^[0-9]+(;[0-9]+)*$")]
+    private static partial Regex SgrPattern();
+
+    private static int Run(string[] argv, string sgr, int[] fds, bool paint)
+    {
+        if (ChildProcess.ResolvePath(argv[0]) is null)
+        {
+            Console.Error.WriteLine($"nozoki: error: {argv[0]}: command not found");
+            return 127;
+        }
+
+        var commandPid = 0;
+        // Like a shell waiting for its foreground job: Ctrl-C and Ctrl-\ are the command's business (it is in our
+        // process group and gets them too); nozoki must never die before it. SIGTERM and SIGHUP sent to nozoki
+        // are passed on to the command.
+        using var registrations = new Registrations(
+            PosixSignalRegistration.Create(PosixSignal.SIGINT, c => c.Cancel = true),
+            PosixSignalRegistration.Create(PosixSignal.SIGQUIT, c => c.Cancel = true),
+            PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => Forward(c, Signals.SIGTERM)),
+            PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => Forward(c, Signals.SIGHUP)));
+
+        if (!paint)
+        {
+            // Nothing to paint: run the command untraced, at no cost at all.
+            using var child = ChildProcess.Start(argv);
+            Volatile.Write(ref commandPid, child.Pid);
+            return child.WaitForExit().ShellStatus;
+        }
+
+        var painter = new WritePainter(new TerminalPainter(sgr), fds);
+        var filter = SeccompFilter.IsAvailable() ? painter.Filter() : null;
+        if (filter is null) Console.Error.WriteLine("nozoki: seccomp is not available: every syscall of the command will stop (slower)");
+        TraceSession session;
+        try
+        {
+            session = TraceSession.Launch(argv, painter, new TraceOptions { Filter = filter, FollowForks = true });
+        }
+        catch (Exception e) when (e is TraceException or IOException)
+        {
+            return Errors.Report(e);
+        }
+
+        Volatile.Write(ref commandPid, session.TargetPid);
+        var result = session.Completion.GetAwaiter().GetResult();
+        if (result.Error is not null) return Errors.Report(result.Error);
+        return result.TargetExit?.ShellStatus ?? (int)ReturnCode.Error;
+
+        void Forward(PosixSignalContext c, int signo)
+        {
+            c.Cancel = true;
+            var pid = Volatile.Read(ref commandPid);
+            if (pid > 0) Libc.kill(pid, signo);
+        }
+    }
+
+    /// <summary>Writes the start and reset sequences to nozoki's stderr, which is the command's terminal.</summary>
+    private sealed class TerminalPainter(string sgr) : IPaintSink
+    {
+        private readonly byte[] _start = Encoding.ASCII.GetBytes($"\e[{sgr}m");
+        private readonly byte[] _reset = "\e[0m"u8.ToArray();
+
+        public void Begin(int pid, int tid, int fd) => Fd.WriteAll(2, _start);
+
+        public void End(int pid, int tid, int fd) => Fd.WriteAll(2, _reset);
+    }
+
+    private sealed class Registrations(params IDisposable[] items) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var i in items) i.Dispose();
+        }
+    }
+}

@@ -1,0 +1,73 @@
+using System.Collections;
+using System.Text;
+using Nozoki.Native;
+using Nozoki.Procfs;
+
+namespace Nozoki.Tracing;
+
+/// <summary>
+/// The first moments of a launched command. A seccomp filter applies to the thread that installs it, so nozoki
+/// cannot install it in its own process (it would filter nozoki's own writes). Instead the program re-executes
+/// itself in this hidden mode: the stage waits until the tracer has attached, stops itself once (the tracer
+/// swallows that SIGSTOP: it marks the point from which the tracer is in control), installs the filter on its
+/// only thread that matters, restores the signal state the .NET runtime changed, and execve()s the command.
+/// A program that calls <see cref="TraceSession.Launch"/> must call <see cref="RunIfRequested"/> first thing in Main.
+/// </summary>
+public static class LaunchStage
+{
+    public const string Marker = "__nozoki_stage";
+
+    /// <summary>If args ask for the stage, runs it and never returns; otherwise returns at once.</summary>
+    public static void RunIfRequested(string[] args)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        if (args.Length < 4 || args[0] != Marker || args[3] != "--") return;
+        Libc._exit(Run(args[1], args[2], args[4..]));
+    }
+
+    /// <summary>The command line that runs the stage for argv (whose program is already resolved to path).</summary>
+    internal static List<string> CommandLine(IReadOnlyList<string> stagePrefix, SeccompFilter? filter, string path, IReadOnlyList<string> argv)
+    {
+        var list = new List<string>(stagePrefix) { Marker, filter?.Serialize() ?? "-", path, "--" };
+        list.AddRange(argv);
+        return list;
+    }
+
+    /// <summary>How to start this program again: its executable, and its main assembly when run by the dotnet host.</summary>
+    internal static List<string> DefaultPrefix()
+    {
+        var exe = Environment.ProcessPath ?? throw new InvalidOperationException("cannot find this program's executable");
+        if (Path.GetFileNameWithoutExtension(exe) != "dotnet") return [exe];
+        var entry = Environment.GetCommandLineArgs()[0];
+        return [exe, entry];
+    }
+
+    private static int Run(string filterText, string path, string[] argv)
+    {
+        // Wait for the tracer: a syscall the filter traps fails with ENOSYS while no tracer is attached.
+        var deadline = Environment.TickCount64 + 30_000;
+        while (ProcessInfo.TryRead(Environment.ProcessId)?.TracerPid is null or 0)
+        {
+            if (Environment.TickCount64 > deadline) return Fail("nozoki: stage: no tracer attached within 30 s", 1);
+            Thread.Sleep(1);
+        }
+
+        Libc.raise(Signals.SIGSTOP);
+        if (filterText != "-")
+        {
+            var errno = Seccomp.Install(SeccompFilter.Parse(filterText).Compile());
+            if (errno != 0) return Fail($"nozoki: cannot install the seccomp filter: {Libc.StrError(errno)}", 126);
+        }
+
+        var env = new List<string>();
+        foreach (DictionaryEntry e in Environment.GetEnvironmentVariables()) env.Add($"{e.Key}={e.Value}");
+        var err = PosixSpawn.Execve(path, argv, env);
+        return Fail($"nozoki: {argv[0]}: {Libc.StrError(err)}", err == Errno.ENOENT ? 127 : 126);
+    }
+
+    private static int Fail(string message, int code)
+    {
+        Fd.WriteAll(2, Encoding.UTF8.GetBytes(message + "\n"));
+        return code;
+    }
+}

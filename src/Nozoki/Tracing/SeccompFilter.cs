@@ -1,0 +1,108 @@
+using System.Globalization;
+using System.Text;
+using Nozoki.Native;
+
+namespace Nozoki.Tracing;
+
+/// <summary>One syscall that must stop the tracee; optionally only when its first argument is one of some values (fds).</summary>
+public sealed record SeccompRule(long Syscall, IReadOnlyList<int>? FirstArgumentIn = null);
+
+/// <summary>
+/// A seccomp-bpf program that returns SECCOMP_RET_TRACE for the chosen syscalls (so that only they stop the tracee,
+/// as PTRACE_EVENT_SECCOMP) and SECCOMP_RET_ALLOW for everything else. Only for launched commands: the filter
+/// outlives its tracer, and without one the filtered syscalls fail with ENOSYS.
+/// </summary>
+public sealed class SeccompFilter
+{
+    public SeccompFilter(IEnumerable<SeccompRule> rules)
+    {
+        ArgumentNullException.ThrowIfNull(rules);
+        Rules = [.. rules];
+    }
+
+    public IReadOnlyList<SeccompRule> Rules { get; }
+
+    /// <summary>The classic BPF program, x86_64 only (syscalls of other ABIs are allowed untouched).</summary>
+    internal SockFilter[] Compile()
+    {
+        var p = new List<SockFilter>
+        {
+            new(Seccomp.BPF_LD_W_ABS, 0, 0, Seccomp.OffsetArch),
+            new(Seccomp.BPF_JEQ_K, 1, 0, Seccomp.AUDIT_ARCH_X86_64),
+            new(Seccomp.BPF_RET_K, 0, 0, Seccomp.RET_ALLOW),
+            new(Seccomp.BPF_LD_W_ABS, 0, 0, Seccomp.OffsetNr),
+        };
+        foreach (var rule in Rules)
+        {
+            if (rule.FirstArgumentIn is not { } values)
+            {
+                // jeq nr ? next : skip the return; A still holds nr on the skip path.
+                p.Add(new(Seccomp.BPF_JEQ_K, 0, 1, (uint)rule.Syscall));
+                p.Add(new(Seccomp.BPF_RET_K, 0, 0, Seccomp.RET_TRACE));
+                continue;
+            }
+
+            if (values.Count > 120) throw new ArgumentException("too many argument values for one seccomp rule");
+            // jeq nr ? block : skip block (ld, 2 per value, ret allow)
+            p.Add(new(Seccomp.BPF_JEQ_K, 0, (byte)(2 + 2 * values.Count), (uint)rule.Syscall));
+            // The kernel truncates fd arguments to 32 bits, so the low word decides.
+            p.Add(new(Seccomp.BPF_LD_W_ABS, 0, 0, Seccomp.OffsetArgLow(0)));
+            foreach (var v in values)
+            {
+                p.Add(new(Seccomp.BPF_JEQ_K, 0, 1, unchecked((uint)v)));
+                p.Add(new(Seccomp.BPF_RET_K, 0, 0, Seccomp.RET_TRACE));
+            }
+
+            p.Add(new(Seccomp.BPF_RET_K, 0, 0, Seccomp.RET_ALLOW));
+        }
+
+        p.Add(new(Seccomp.BPF_RET_K, 0, 0, Seccomp.RET_ALLOW));
+        return [.. p];
+    }
+
+    /// <summary>Text form passed to the launch stage: "1:2,5;20:2;59".</summary>
+    internal string Serialize()
+    {
+        var sb = new StringBuilder();
+        foreach (var r in Rules)
+        {
+            if (sb.Length > 0) sb.Append(';');
+            sb.Append(r.Syscall.ToString(CultureInfo.InvariantCulture));
+            if (r.FirstArgumentIn is { } v) sb.Append(':').Append(string.Join(',', v.Select(x => x.ToString(CultureInfo.InvariantCulture))));
+        }
+
+        return sb.ToString();
+    }
+
+    internal static SeccompFilter Parse(string text)
+    {
+        var rules = new List<SeccompRule>();
+        foreach (var part in text.Split(';', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var colon = part.IndexOf(':');
+            if (colon < 0)
+            {
+                rules.Add(new SeccompRule(long.Parse(part, CultureInfo.InvariantCulture)));
+                continue;
+            }
+
+            var values = part[(colon + 1)..].Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture)).ToArray();
+            rules.Add(new SeccompRule(long.Parse(part[..colon], CultureInfo.InvariantCulture), values));
+        }
+
+        return new SeccompFilter(rules);
+    }
+
+    /// <summary>Whether this kernel has seccomp filters (the Seccomp line of /proc/self/status exists).</summary>
+    public static bool IsAvailable()
+    {
+        try
+        {
+            return File.ReadLines("/proc/self/status").Any(l => l.StartsWith("Seccomp:", StringComparison.Ordinal));
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+}
