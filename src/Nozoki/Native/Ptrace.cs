@@ -49,6 +49,13 @@ internal static class Wait
 {
     internal const int WNOHANG = 1;
     internal const int WALL = 0x40000000;
+    internal const int WNOTHREAD = 0x20000000;
+
+    /// <summary>
+    /// What a session's ptrace thread waits for: any child or tracee (__WALL) of this thread only (__WNOTHREAD), so
+    /// that sessions on other threads, and children the host program started, are never reaped by it.
+    /// </summary>
+    internal const int Tracees = WALL | WNOTHREAD;
 
     internal static bool IfExited(int s) => (s & 0x7f) == 0;
     internal static int ExitStatus(int s) => (s >> 8) & 0xff;

@@ -46,6 +46,63 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
 
     public ExitStatus? TargetExit { get; private set; }
 
+    /// <summary>The waker: a child of this thread that does nothing until killed; its death ends a blocking wait.</summary>
+    private int _wakerPid;
+    private int _wakerPipe = -1;
+    private readonly Lock _wakerLock = new();
+
+    /// <summary>
+    /// Starts the waker. The ptrace thread sleeps in waitpid, which only a state change of one of its children or
+    /// tracees ends. A signal would not do: the runtime installs its handlers with SA_RESTART, so waitpid would just
+    /// restart. Killing this child (see <see cref="Wake"/>) ends the wait reliably, and unlike a signal it cannot be
+    /// lost between a check and the wait. It reads a pipe only nozoki holds, so it also ends if nozoki dies.
+    /// </summary>
+    public void StartWaker()
+    {
+        var path = ChildProcess.ResolvePath("cat");
+        if (path is null) return;
+        var (read, write) = Pipes.Create();
+        using var devnull = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Write);
+        var fd = (int)devnull.DangerousGetHandle();
+        try
+        {
+            _wakerPid = PosixSpawn.Spawn(path, [path], [], read, fd, fd, "/");
+            _wakerPipe = write;
+        }
+        catch (IOException)
+        {
+            // Without a waker a detach request is seen at the tracee's next stop.
+            Libc.close(write);
+        }
+        finally
+        {
+            Libc.close(read);
+        }
+    }
+
+    /// <summary>Ends the ptrace thread's wait. Any thread.</summary>
+    public void Wake()
+    {
+        // Under the lock, so that the PID cannot have been reaped (and reused) by StopWaker meanwhile.
+        lock (_wakerLock)
+        {
+            if (_wakerPid > 0) Libc.kill(_wakerPid, Signals.SIGKILL);
+        }
+    }
+
+    /// <summary>Stops and reaps the waker.</summary>
+    public void StopWaker()
+    {
+        lock (_wakerLock)
+        {
+            if (_wakerPid <= 0) return;
+            Libc.kill(_wakerPid, Signals.SIGKILL);
+            PosixSpawn.WaitPid(_wakerPid, Wait.WALL, out _);
+            Libc.close(_wakerPipe);
+            _wakerPid = 0;
+        }
+    }
+
     private int PtraceOptions => Ptrace.O_TRACESYSGOOD | Ptrace.O_TRACECLONE | Ptrace.O_TRACEEXEC
         | (_followForks || options.InterceptChildren ? Ptrace.O_TRACEFORK | Ptrace.O_TRACEVFORK : 0)
         | (_seccomp ? Ptrace.O_TRACESECCOMP : 0);
@@ -175,13 +232,13 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             var deadline = Stopwatch.GetTimestamp() + _spinTicks;
             do
             {
-                var r = PosixSpawn.WaitPid(-1, Wait.WALL | Wait.WNOHANG, out status);
+                var r = PosixSpawn.WaitPid(-1, Wait.Tracees | Wait.WNOHANG, out status);
                 if (r != 0) return r;
             }
             while (Stopwatch.GetTimestamp() < deadline);
         }
 
-        return PosixSpawn.WaitPid(-1, Wait.WALL, out status);
+        return PosixSpawn.WaitPid(-1, Wait.Tracees, out status);
     }
 
     /// <summary>
@@ -197,7 +254,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
 
         while (AnyRunning())
         {
-            var tid = PosixSpawn.WaitPid(-1, Wait.WALL, out var status);
+            var tid = PosixSpawn.WaitPid(-1, Wait.Tracees, out var status);
             if (tid < 0)
             {
                 if (-tid == Errno.ECHILD)

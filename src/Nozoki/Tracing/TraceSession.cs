@@ -59,7 +59,6 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
     private readonly TaskCompletionSource _attached = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Thread _thread;
     private volatile bool _detachRequested;
-    private int _wakeSent;
 
     private TraceSession(int pid, TraceOptions options, ITraceObserver observer)
     {
@@ -174,20 +173,11 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
     public void RequestDetach()
     {
         _detachRequested = true;
-        if (Environment.CurrentManagedThreadId == _thread.ManagedThreadId || Completion.IsCompleted) return;
-        // The ptrace thread sleeps in waitpid(-1), which only a child's state change ends. A signal would not do:
-        // the runtime installs its handlers with SA_RESTART, so waitpid would simply restart. A short-lived child
-        // ends it reliably, and unlike a signal it cannot be lost between a check and the wait.
-        if (Interlocked.Exchange(ref _wakeSent, 1) == 0) SpawnWaker();
+        if (Environment.CurrentManagedThreadId == _thread.ManagedThreadId) return;
+        _loopForWake?.Wake();
     }
 
-    private static void SpawnWaker()
-    {
-        var path = ChildProcess.ResolvePath("true") ?? "/bin/sh";
-        using var devnull = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.ReadWrite);
-        var fd = (int)devnull.DangerousGetHandle();
-        PosixSpawn.Spawn(path, path == "/bin/sh" ? [path, "-c", ":"] : [path], [], fd, fd, fd, "/");
-    }
+    private volatile StopLoop? _loopForWake;
 
     public void Dispose()
     {
@@ -204,6 +194,21 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
     private void Run()
     {
         var loop = new StopLoop(Pid, _options, _observer, () => _detachRequested);
+        loop.StartWaker();
+        _loopForWake = loop;
+        try
+        {
+            RunLoop(loop);
+        }
+        finally
+        {
+            _loopForWake = null;
+            loop.StopWaker();
+        }
+    }
+
+    private void RunLoop(StopLoop loop)
+    {
         TraceResult result;
         try
         {
