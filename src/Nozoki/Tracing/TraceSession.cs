@@ -83,19 +83,24 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(observer);
         Preflight(pid);
-        var session = new TraceSession(pid, options ?? new TraceOptions(), observer);
-        session._thread.Start();
+        return new TraceSession(pid, options ?? new TraceOptions(), observer).Start();
+    }
+
+    /// <summary>Starts the ptrace thread and waits until it has attached (or failed to).</summary>
+    private TraceSession Start()
+    {
+        _thread.Start();
         try
         {
-            session._attached.Task.GetAwaiter().GetResult();
+            _attached.Task.GetAwaiter().GetResult();
         }
         catch
         {
-            session._thread.Join();
+            _thread.Join();
             throw;
         }
 
-        return session;
+        return this;
     }
 
     /// <summary>
@@ -111,19 +116,7 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
         options ??= new TraceOptions();
         var path = ChildProcess.ResolvePath(argv[0]) ?? throw new FileNotFoundException($"{argv[0]}: command not found", argv[0]);
         var stage = LaunchStage.CommandLine(options.StageCommand ?? LaunchStage.DefaultPrefix(), options.Filter, path, argv);
-        var session = new TraceSession(0, options, observer) { _launch = stage };
-        session._thread.Start();
-        try
-        {
-            session._attached.Task.GetAwaiter().GetResult();
-        }
-        catch
-        {
-            session._thread.Join();
-            throw;
-        }
-
-        return session;
+        return new TraceSession(0, options, observer) { _launch = stage }.Start();
     }
 
     /// <summary>The traced command's PID (for Launch), or the attached PID.</summary>
