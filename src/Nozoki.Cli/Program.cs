@@ -11,11 +11,21 @@ internal static class Program
         Nozoki.Tracing.LaunchStage.RunIfRequested(args);
         if (args is ["__ticker", ..]) return TickerMode.Run(args[1..]);
 
+        // `usdt PROBE... -- CMD`: the command after `--` is not one more PROBE.
+        var command = Array.Empty<string>();
+        if (args is ["usdt", ..] && Array.IndexOf(args, "--") is var dashes and > 0)
+        {
+            command = args[(dashes + 1)..];
+            args = args[..dashes];
+        }
+
         var root = new RootCommand("nozoki (覗き): look inside running processes without stopping them or changing their code.")
         {
             OutCommand.Create(),
             DemoCommand.Create(),
+            ProbesCommand.Create(),
             RunCommand.Create(),
+            UsdtCommand.Create(command),
         };
 
         var parsed = root.Parse(args);

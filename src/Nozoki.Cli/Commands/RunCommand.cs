@@ -105,15 +105,15 @@ internal static partial class RunCommand
         }
     }
 
-    /// <summary>Writes the start and reset sequences to nozoki's stderr, which is the command's terminal.</summary>
+    /// <summary>Writes the start and reset sequences to nozoki's own fd, the one the command inherited.</summary>
     private sealed class TerminalPainter(string sgr) : IPaintSink
     {
         private readonly byte[] _start = Encoding.ASCII.GetBytes($"\e[{sgr}m");
         private readonly byte[] _reset = "\e[0m"u8.ToArray();
 
-        public void Begin(int pid, int tid, int fd) => Fd.WriteAll(2, _start);
+        public void Begin(int pid, int tid, int fd) => Fd.WriteAll(fd, _start);
 
-        public void End(int pid, int tid, int fd) => Fd.WriteAll(2, _reset);
+        public void End(int pid, int tid, int fd) => Fd.WriteAll(fd, _reset);
     }
 
     private sealed class Registrations(params IDisposable[] items) : IDisposable

@@ -87,6 +87,25 @@ public sealed record ProcessInfo(int Pid, string Name, char State, int Tgid, int
         return 0;
     }
 
+    /// <summary>Whether signo is pending for the thread (its own SigPnd, or the process's ShdPnd).</summary>
+    public static bool HasPendingSignal(int pid, int tid, int signo)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{pid}/task/{tid}/status"))
+            {
+                if (!line.StartsWith("SigPnd:", StringComparison.Ordinal) && !line.StartsWith("ShdPnd:", StringComparison.Ordinal)) continue;
+                var mask = ulong.Parse(line.AsSpan(7).Trim(), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                if ((mask & (1UL << (signo - 1))) != 0) return true;
+            }
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or IOException)
+        {
+        }
+
+        return false;
+    }
+
     /// <summary>kernel.yama.ptrace_scope, or null when Yama is not in this kernel.</summary>
     public static int? ReadYamaPtraceScope()
     {

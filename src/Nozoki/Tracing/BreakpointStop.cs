@@ -48,5 +48,16 @@ public readonly struct BreakpointStop
         return PtraceCalls.SetRegs(Tid, r);
     }
 
+    /// <summary>Emulates a `ret`: pops the return address into the instruction pointer.</summary>
+    public bool EmulateReturn()
+    {
+        if (!PtraceCalls.GetRegs(Tid, out var r)) return false;
+        Span<byte> word = stackalloc byte[8];
+        if (ProcessMemory.Read(Tid, r.Rsp, word).BytesRead != 8) return false;
+        r.Rip = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(word);
+        r.Rsp += 8;
+        return PtraceCalls.SetRegs(Tid, r);
+    }
+
     public MemoryReadResult ReadMemory(ulong address, Span<byte> destination) => ProcessMemory.Read(Tid, address, destination);
 }

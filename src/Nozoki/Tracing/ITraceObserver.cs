@@ -7,6 +7,9 @@ namespace Nozoki.Tracing;
 /// </summary>
 public interface ITraceObserver
 {
+    /// <summary>The session's control, for observers that must hold threads back (see <see cref="ITraceControl"/>).</summary>
+    void OnStarted(ITraceControl control) { }
+
     /// <summary>Attach: every thread present has stopped once and is now traced; nothing is missed from here on.
     /// Launch: the command is about to run its first instruction.</summary>
     void OnAttached(int pid, int threadCount) { }
@@ -31,6 +34,9 @@ public interface ITraceObserver
     /// <summary>A process replaced its program (execve); its memory map is new.</summary>
     void OnExec(int pid, int tid) { }
 
+    /// <summary>A traced thread is gone (exited, killed, or replaced by its process's execve).</summary>
+    void OnThreadExited(int pid, int tid) { }
+
     /// <summary>A traced process (thread group) is gone.</summary>
     void OnProcessExited(int pid, ExitStatus status) { }
 
@@ -39,4 +45,14 @@ public interface ITraceObserver
 
     /// <summary>Every thread has been detached and left running.</summary>
     void OnDetached(int pid) { }
+}
+
+/// <summary>What an observer may ask of the stop loop. Only from inside an observer call (on the ptrace thread).</summary>
+public interface ITraceControl
+{
+    /// <summary>Keeps the thread of the current stop stopped when the observer returns, until <see cref="Release"/>.</summary>
+    void Park(int tid);
+
+    /// <summary>Resumes a parked thread as it would have been resumed. False if it is not parked (or gone).</summary>
+    bool Release(int tid);
 }

@@ -10,7 +10,7 @@ namespace Nozoki.Tracing;
 /// waitpid, one PTRACE_GET_SYSCALL_INFO and one resume, and allocates nothing: a GC pause here would leave every
 /// tracee stopped.
 /// </summary>
-internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver observer, Func<bool> detachRequested)
+internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver observer, Func<bool> detachRequested) : ITraceControl
 {
     private sealed class TaskState(int tid, int tgid)
     {
@@ -24,11 +24,30 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         public bool Held;               // stopped and kept stopped, for detach
         public int PendingSignal;       // to re-inject at detach
         public bool DetachWhenStarted;  // a new process we do not follow
+        public bool Parked;             // kept stopped at the observer's request (ITraceControl.Park)
+        public bool SeenByParent;       // its parent's clone/fork event has been handled
+    }
+
+    public void Park(int tid)
+    {
+        if (_tasks.TryGetValue(tid, out var t)) t.Parked = true;
+    }
+
+    public bool Release(int tid)
+    {
+        if (!_tasks.TryGetValue(tid, out var t) || !t.Parked) return false;
+        t.Parked = false;
+        if (!t.Held) Resume(t, 0, holding: false);
+        return true;
     }
 
     private const long NrExecve = 59, NrExecveat = 322;
 
     private readonly Dictionary<int, TaskState> _tasks = [];
+
+    // Tasks that exited before their parent's clone/fork event was handled (a vfork child can be born, run and
+    // die first): that late event must not bring them back, or the loop would wait for them forever.
+    private readonly HashSet<int> _goneEarly = [];
     private readonly bool _seccomp = options.Filter is not null;
     private readonly bool _followForks = options.FollowForks || options.Filter is not null;
     private readonly bool _syscallStops = options.Filter is null && options.TraceSyscalls;
@@ -148,7 +167,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         }
 
         _targetPid = child;
-        _tasks[child] = new TaskState(child, child) { Started = true };
+        _tasks[child] = new TaskState(child, child) { Started = true, SeenByParent = true };
         _preExec = true;
         _attachReported = true;
         return child;
@@ -249,7 +268,9 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     {
         foreach (var t in _tasks.Values)
         {
-            if (!t.Held) Interrupt(t.Tid);
+            // A parked thread is in a ptrace stop already: it is held as it is.
+            if (t.Parked) t.Held = true;
+            else if (!t.Held) Interrupt(t.Tid);
         }
 
         while (AnyRunning())
@@ -269,12 +290,43 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             HandleStop(tid, status, holding: true);
         }
 
+        DeliverPendingTraps();
         var pids = new HashSet<int>();
         foreach (var t in _tasks.Values) pids.Add(t.Tgid);
         foreach (var p in pids) observer.OnDetaching(p);
         foreach (var t in _tasks.Values) Libc.ptrace(Ptrace.DETACH, t.Tid, 0, t.PendingSignal);
         _tasks.Clear();
         foreach (var p in pids) observer.OnDetached(p);
+    }
+
+    /// <summary>
+    /// A thread can execute an int3 just as it is interrupted: its interrupt stop is reported first and the SIGTRAP
+    /// stays pending. Detached like that, it would die of SIGTRAP after the breakpoint is gone. So each held thread
+    /// with a SIGTRAP pending is let run once more, to report it while still traced (the observer handles it).
+    /// </summary>
+    private void DeliverPendingTraps()
+    {
+        for (var round = 0; round < 8; round++)
+        {
+            var resumed = 0;
+            foreach (var t in _tasks.Values)
+            {
+                if (t.Held && t.PendingSignal == 0 && ProcessInfo.HasPendingSignal(t.Tgid, t.Tid, Signals.SIGTRAP))
+                {
+                    t.Held = false;
+                    Libc.ptrace(Ptrace.CONT, t.Tid, 0, 0);
+                    resumed++;
+                }
+            }
+
+            if (resumed == 0) return;
+            while (AnyRunning())
+            {
+                var tid = PosixSpawn.WaitPid(-1, Wait.Tracees, out var status);
+                if (tid < 0) return;
+                HandleStop(tid, status, holding: true);
+            }
+        }
     }
 
     private bool AnyRunning()
@@ -391,6 +443,8 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             return;
         }
 
+        if (t.Parked) return;
+
         // Between a seccomp stop and its syscall's exit, PTRACE_SYSCALL brings the exit stop; otherwise a filtered
         // or breakpoint-only session runs free with PTRACE_CONT. ESRCH: killed while stopped; its exit comes next.
         Libc.ptrace(t.InSyscall || _syscallStops ? Ptrace.SYSCALL : Ptrace.CONT, t.Tid, 0, sig);
@@ -405,8 +459,8 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             t.InSyscall = true;
             t.Nr = (long)info.Nr;
             t.Args = new SyscallArgs(info.Arg(0), info.Arg(1), info.Arg(2), info.Arg(3), info.Arg(4), info.Arg(5));
-            // The stage's execve of the command is the command's first syscall.
-            if (_preExec && t.Tid == _targetPid && t.Nr is NrExecve or NrExecveat) CommandStarted();
+            // The stage's execve of the command (after the stage's SIGSTOP) is the command's first syscall.
+            if (_preExec && _stageStopSeen && t.Tid == _targetPid && t.Nr is NrExecve or NrExecveat) CommandStarted();
             if (!_preExec) observer.OnSyscallEnter(new SyscallEnterStop(t.Tgid, t.Tid, t.Nr, t.Args));
         }
         else if (info.Op == Ptrace.SYSCALL_INFO_EXIT)
@@ -435,6 +489,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
 
     private TaskState NewTask(int tid)
     {
+        _goneEarly.Remove(tid); // a reused id: the old entry is stale
         var tgid = ProcessInfo.ReadTgid(tid);
         if (tgid == 0) tgid = tid;
         var t = new TaskState(tid, tgid);
@@ -448,7 +503,9 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     {
         if (!PtraceCalls.GetEventMsg(parent.Tid, out var msg)) return;
         var child = (int)msg;
+        if (_goneEarly.Remove(child)) return;
         if (!_tasks.TryGetValue(child, out var t)) t = NewTask(child);
+        t.SeenByParent = true;
         var isProcess = evt != Ptrace.EVENT_CLONE || t.Tgid != parent.Tgid;
         if (!_preExec) observer.OnNewTask(parent.Tid, child, t.Tgid, isProcess);
     }
@@ -460,6 +517,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         var former = (int)msg;
         if (former != t.Tgid && _tasks.Remove(former, out var execing))
         {
+            observer.OnThreadExited(t.Tgid, former);
             if (_tasks.TryGetValue(t.Tgid, out var leader))
             {
                 leader.InSyscall = execing.InSyscall;
@@ -474,7 +532,9 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             }
         }
 
-        if (_preExec && t.Tgid == _targetPid) CommandStarted();
+        // posix_spawn returns as soon as the stage's own execve has released the parent's memory, before that execve
+        // completes: seized that early, the stage reports its own exec first. Only an exec after its SIGSTOP counts.
+        if (_preExec && _stageStopSeen && t.Tgid == _targetPid) CommandStarted();
         observer.OnExec(t.Tgid, t.Tgid);
     }
 
@@ -487,6 +547,8 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     private void TaskGone(TaskState t, int status)
     {
         _tasks.Remove(t.Tid);
+        if (!t.Initial && !t.SeenByParent) _goneEarly.Add(t.Tid);
+        observer.OnThreadExited(t.Tgid, t.Tid);
         if (t.Initial && !t.Started) _initialPending--;
         if (t.Tid != t.Tgid) return;
         var exit = ExitStatus.FromWaitStatus(status);

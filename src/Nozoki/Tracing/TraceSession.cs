@@ -187,6 +187,7 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
     private void Run()
     {
         var loop = new StopLoop(Pid, _options, _observer, () => _detachRequested);
+        _observer.OnStarted(loop);
         loop.StartWaker();
         _loopForWake = loop;
         try

@@ -62,4 +62,43 @@ internal static class Fixtures
                 $"gcc failed to compile {source} (exit {gcc.ExitCode}):\n{stderr.GetAwaiter().GetResult()}{stdout.GetAwaiter().GetResult()}");
         return output;
     }
+
+    /// <summary>
+    /// The fixture NAME built from fixtures/SOURCE (C or C++) with COMPILER ("gcc" or "g++") and extra FLAGS
+    /// (e.g. "-shared", "-fPIC", "-ldl"); built once per NAME and test run. The output is NAME in the fixture
+    /// directory (a shared library fixture should be named lib*.so).
+    /// </summary>
+    public static string Build(string name, string source, string compiler, params string[] flags) =>
+        Compiled.GetOrAdd("build:" + name, _ => new Lazy<string>(() => CompileWith(name, source, compiler, flags),
+            LazyThreadSafetyMode.ExecutionAndPublication)).Value;
+
+    private static string CompileWith(string name, string sourceName, string compiler, string[] flags)
+    {
+        var source = Path.Combine(SourceDirectory, sourceName);
+        if (!File.Exists(source))
+            throw new FileNotFoundException($"fixture source {source} does not exist", source);
+        var output = Path.Combine(OutputDirectory.Value, name);
+        var psi = new ProcessStartInfo(compiler)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in new[] { "-O2", "-pthread", "-Wall", "-o", output, source }.Concat(flags))
+            psi.ArgumentList.Add(arg);
+        using var cc = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {compiler}");
+        var stdout = cc.StandardOutput.ReadToEndAsync();
+        var stderr = cc.StandardError.ReadToEndAsync();
+        if (!cc.WaitForExit(120_000))
+        {
+            cc.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{compiler} {source} did not finish within 120 s");
+        }
+
+        cc.WaitForExit();
+        if (cc.ExitCode != 0)
+            throw new InvalidOperationException(
+                $"{compiler} failed to compile {source} (exit {cc.ExitCode}):\n{stderr.GetAwaiter().GetResult()}{stdout.GetAwaiter().GetResult()}");
+        return output;
+    }
 }

@@ -1,0 +1,125 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using Nozoki.Cli.Output;
+using Nozoki.Probes;
+using Nozoki.Tracing;
+using Nozoki.Usdt;
+
+namespace Nozoki.Cli.Commands;
+
+/// <summary>`nozoki usdt PROBE... -p PID | -- CMD`: trace USDT probes with int3 breakpoints, without BPF.</summary>
+internal static class UsdtCommand
+{
+    /// <param name="command">What followed `--` on the command line (the command to launch), or empty.</param>
+    public static Command Create(string[] command)
+    {
+        var probes = new Argument<string[]>("PROBE") { Description = "provider:name or path:provider:name; * wildcards", Arity = ArgumentArity.OneOrMore };
+        var pid = new Option<int?>("--pid", "-p") { Description = "the process to trace (or give a command after --)" };
+        var strings = new Option<int[]>("--str") { Description = "read argument N (1-based) as a C string (repeatable)" };
+        var count = new Option<long>("--count") { Description = "stop after N hits (detach cleanly)" };
+        var json = new Option<bool>("--json") { Description = "one JSON object per hit" };
+        var follow = new Option<bool>("--follow", "-f") { Description = "also probe children (fork, vfork)" };
+        var quiet = new Option<bool>("--quiet", "-q") { Description = "no messages on stderr besides errors" };
+        var cmd = new Command("usdt", "Trace USDT probes of a running process (-p PID) or of a command (-- CMD ARGS)")
+        {
+            probes, pid, strings, count, json, follow, quiet,
+        };
+        cmd.SetAction(r =>
+        {
+            var patterns = new List<ProbePattern>();
+            foreach (var text in r.GetValue(probes)!)
+            {
+                if (!ProbePattern.TryParse(text, out var pattern, out var problem))
+                    return Usage($"probe '{text}': {problem}");
+                patterns.Add(pattern);
+            }
+
+            var target = r.GetValue(pid);
+            if (target is null == (command.Length == 0)) return Usage("give either -p PID or a command after --");
+            var strArgs = r.GetValue(strings) ?? [];
+            if (strArgs.Any(n => n is < 1 or > 12)) return Usage("--str takes an argument number from 1 to 12");
+            if (r.GetValue(count) < 0) return Usage("--count takes a positive number");
+            var options = new UsdtOptions { StringArguments = strArgs.ToHashSet(), Count = r.GetValue(count), FollowForks = r.GetValue(follow) };
+            IUsdtSink sink = r.GetValue(json) ? new JsonUsdtSink() : new TextUsdtSink(r.GetValue(quiet));
+            return target is { } p ? Attach(p, patterns, sink, options) : Launch(command, patterns, sink, options);
+        });
+        return cmd;
+    }
+
+    private static int Usage(string message)
+    {
+        Console.Error.WriteLine($"nozoki: error: {message}");
+        return (int)ReturnCode.Usage;
+    }
+
+    private static TraceOptions SessionOptions(UsdtOptions o) =>
+        new() { TraceSyscalls = false, FollowForks = o.FollowForks, InterceptChildren = true };
+
+    private static int Attach(int pid, List<ProbePattern> patterns, IUsdtSink sink, UsdtOptions options)
+    {
+        var tracer = new UsdtTracer(patterns, sink, options);
+        try
+        {
+            if (tracer.Resolve(pid).Count == 0)
+            {
+                Console.Error.WriteLine($"nozoki: error: no probe site matches {string.Join(", ", patterns)} in PID {pid} (see 'nozoki probes -p {pid}')");
+                return (int)ReturnCode.NotFound;
+            }
+
+            return Trace(tracer, () => TraceSession.Attach(pid, tracer, SessionOptions(options)));
+        }
+        catch (TraceException e)
+        {
+            return Errors.Report(e);
+        }
+    }
+
+    private static int Launch(string[] command, List<ProbePattern> patterns, IUsdtSink sink, UsdtOptions options)
+    {
+        var tracer = new UsdtTracer(patterns, sink, options);
+        try
+        {
+            return Trace(tracer, () => TraceSession.Launch(command, tracer, SessionOptions(options)), exitWithCommand: true);
+        }
+        catch (FileNotFoundException e)
+        {
+            Console.Error.WriteLine($"nozoki: error: {e.Message}");
+            return 127;
+        }
+        catch (TraceException e)
+        {
+            return Errors.Report(e);
+        }
+    }
+
+    private static int Trace(UsdtTracer tracer, Func<TraceSession> start, bool exitWithCommand = false)
+    {
+        TraceSession? session = null;
+        var limit = false;
+        tracer.LimitReached = () =>
+        {
+            limit = true;
+            session?.RequestDetach();
+        };
+        session = start();
+        if (limit) session.RequestDetach();
+        using var registrations = new Registrations(
+            [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT }
+                .Select(s => PosixSignalRegistration.Create(s, c =>
+                {
+                    c.Cancel = true;
+                    session.RequestDetach();
+                }))]);
+        var result = session.Completion.GetAwaiter().GetResult();
+        if (result.Error is not null && result.Error is not OutputClosedException) return Errors.Report(result.Error);
+        return exitWithCommand && result.Reason == TraceEndReason.TargetExited ? result.TargetExit?.ShellStatus ?? 0 : 0;
+    }
+
+    private sealed class Registrations(IReadOnlyList<IDisposable> items) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var i in items) i.Dispose();
+        }
+    }
+}
