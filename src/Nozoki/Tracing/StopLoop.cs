@@ -246,19 +246,30 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     /// </summary>
     private int WaitForStop(out int status)
     {
-        if (_spinTicks > 0)
+        // Adaptive: after a few spins that found nothing (a tracee that blocks, or no CPU free for it to run on) the
+        // tracer stops spinning for a while, so that it does not burn a CPU the tracee or others could use.
+        if (_spinTicks > 0 && (_spinMisses < 4 || ++_waitsSinceSpin >= 64))
         {
             var deadline = Stopwatch.GetTimestamp() + _spinTicks;
             do
             {
                 var r = PosixSpawn.WaitPid(-1, Wait.Tracees | Wait.WNOHANG, out status);
-                if (r != 0) return r;
+                if (r != 0)
+                {
+                    _spinMisses = 0;
+                    return r;
+                }
             }
             while (Stopwatch.GetTimestamp() < deadline);
+            _spinMisses++;
+            _waitsSinceSpin = 0;
         }
 
         return PosixSpawn.WaitPid(-1, Wait.Tracees, out status);
     }
+
+    private int _spinMisses;
+    private int _waitsSinceSpin;
 
     /// <summary>
     /// Interrupts every running task, lets each report a stop (finishing any syscall exit it was in), and detaches

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Nozoki.Elf;
 using Nozoki.Memory;
+using Nozoki.Native;
 using Nozoki.Probes;
 using Nozoki.Procfs;
 using Nozoki.Tracing;
@@ -289,6 +290,9 @@ public sealed class UsdtTracer : ITraceObserver
             child.RendezvousAddress = parent.RendezvousAddress;
             return;
         }
+
+        // A vfork child shares the parent's memory until it execs: restoring "its" bytes would disarm the parent.
+        if (Kcmp.SameMemory(parentPid, newPid)) return;
 
         // Not followed: the child has not run yet; give it back its original bytes and semaphores before it does.
         var copy = new ProcessProbes(newPid);
