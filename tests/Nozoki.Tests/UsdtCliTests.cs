@@ -95,7 +95,7 @@ public sealed class UsdtCliTests
         Assert.True(json.WaitForExit(Timeout) == 0, json.Describe());
         var end = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
         json.AssertNoStackTrace();
-        Assert.Equal("", json.StderrText()); // --json: no messages on stderr
+        Assert.All(ExternalProcess.SplitLines(json.StderrText()), l => Assert.StartsWith("nozoki: ", l, StringComparison.Ordinal));
 
         var textHits = UsdtOutput.Hits(text.StdoutText());
         var lines = ExternalProcess.SplitLines(json.StdoutText());
@@ -137,6 +137,24 @@ public sealed class UsdtCliTests
         Assert.True(json.WaitForExit(Timeout) == 0, json.Describe());
         var objects = ExternalProcess.SplitLines(json.StdoutText()).Where(l => l.StartsWith('{')).Select(NozokiCli.ParseJson).ToList();
         Assert.Equal(["[0,\"fixture\",-100003]", "[1,\"fixture\",-200006]"], objects.Select(o => o.GetProperty("args").GetRawText()));
+    }
+
+    /// <summary>
+    /// --str on an argument that is not a readable pointer (fixture:one passes a small integer): the text shows
+    /// &lt;fault&gt; and JSON null, as for any argument nozoki could not read, not an empty string "" (which a real
+    /// empty string also gives).
+    /// </summary>
+    [Fact]
+    public void A_str_argument_that_is_not_a_readable_pointer_is_a_fault_not_an_empty_string()
+    {
+        using var text = NozokiCli.Start(["usdt", "-q", "--str", "1", "fixture:one", "--", Exe, "--loops", "2"]);
+        Assert.True(text.WaitForExit(Timeout) == 0, text.Describe());
+        Assert.Equal(["<fault>", "<fault>"], UsdtOutput.Hits(text.StdoutText()).Select(h => h.Args.Single()));
+
+        using var json = NozokiCli.Start(["usdt", "--json", "--str", "1", "fixture:one", "--", Exe, "--loops", "2"]);
+        Assert.True(json.WaitForExit(Timeout) == 0, json.Describe());
+        var objects = ExternalProcess.SplitLines(json.StdoutText()).Where(l => l.StartsWith('{')).Select(NozokiCli.ParseJson).ToList();
+        Assert.Equal(["[null]", "[null]"], objects.Select(o => o.GetProperty("args").GetRawText()));
     }
 
     [Fact]

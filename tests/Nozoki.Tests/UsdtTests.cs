@@ -390,6 +390,7 @@ public sealed class UsdtTests
         var childLine = own.Single(l => l.StartsWith("child ", StringComparison.Ordinal) && l.Contains(" guarded ", StringComparison.Ordinal)).Split(' ');
         var child = int.Parse(childLine[1], CultureInfo.InvariantCulture);
         Assert.Contains("child exited 0", own); // not killed by SIGTRAP on an inherited int3
+        Assert.Equal($"{loops}", UsdtOutput.Value(own, "after guarded")); // the parent's semaphores stay raised
 
         // The parent's hits, before and after the fork, are reported either way.
         foreach (var probe in new[] { "usdtfork:parent", "usdtfork:after" })
@@ -420,6 +421,29 @@ public sealed class UsdtTests
         }
     }
 
+    /// <summary>
+    /// posix_spawn (glibc: clone with CLONE_VM|CLONE_VFORK): the child shares the parent's memory until it execs, so
+    /// restoring "its" sites and semaphores would disarm the parent's. The parent's later probes must still be hit,
+    /// with their semaphores still raised.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_posix_spawn_child_sharing_the_memory_does_not_disarm_the_parent(bool follow)
+    {
+        const int loops = 5;
+        using var nozoki = NozokiCli.Start(["usdt", .. follow ? new[] { "-f" } : [], "usdtfork:*", "--", Fork, "--loops", $"{loops}", "--spawn"]);
+        Assert.True(nozoki.WaitForExit(Timeout) == 0, nozoki.Describe());
+        nozoki.AssertNoStackTrace();
+        var (hits, own) = UsdtOutput.Split(nozoki.StdoutText());
+        Assert.Contains("child exited 0", own);
+        var parent = int.Parse(own.Single(l => l.StartsWith("parent ", StringComparison.Ordinal)).Split(' ')[1], CultureInfo.InvariantCulture);
+        Assert.Equal(Enumerable.Range(0, loops).Select(i => $"{parent} {i}"), hits.Where(h => h.Probe == "usdtfork:parent").Select(h => string.Join(' ', h.Args)));
+        Assert.Equal(Enumerable.Range(0, loops).Select(i => $"{parent} {i}"), hits.Where(h => h.Probe == "usdtfork:after").Select(h => string.Join(' ', h.Args)));
+        Assert.Equal($"{loops}", UsdtOutput.Value(own, "after guarded"));
+        Assert.EndsWith(UsdtOutput.ExitedLine(parent, 0), nozoki.StderrText(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Exec_from_a_shell_arms_the_probes_of_the_new_program()
     {
@@ -434,6 +458,30 @@ public sealed class UsdtTests
         Assert.Equal("1", UsdtOutput.Value(own, "guarded"));
         var pid = hits[0].Pid;
         Assert.Equal(UsdtOutput.ArmedLine(sites.Count, pid) + UsdtOutput.ExitedLine(pid, 0), nozoki.StderrText());
+    }
+
+    /// <summary>
+    /// An attached (-p) process that execs: the new program's probes are armed (a second "armed" line) and hit, as
+    /// for a launched command whose shell execs (above). Before the exec the pattern matches python's probe.
+    /// </summary>
+    [Fact]
+    public void Exec_in_an_attached_process_arms_the_probes_of_the_new_program()
+    {
+        using var dir = new TempDir();
+        using var python = Tracee.Start([ProbesFixtures.Python, PythonScript, "2", "--exec", Exe, "--loops", "3"], stdinPipe: true,
+            stdoutPath: dir.File("out"), stderrPath: dir.File("err"));
+        var pid = python.Pid;
+        Poll.Until(() => python.StdoutFileText().Contains("ready\n", StringComparison.Ordinal), Step, "the python script to print ready");
+        using var nozoki = NozokiCli.Start(["usdt", "python:function__entry", "fixture:one", "-p", $"{pid}"]);
+        nozoki.WaitForStderr(s => s.Contains(UsdtOutput.ArmedLine(1, pid), StringComparison.Ordinal), Step, "nozoki to arm python:function__entry");
+        python.Release();
+        Assert.True(python.WaitForExit(Timeout).Code == 0, python.StderrFileText());
+        Assert.True(nozoki.WaitForExit(Timeout) == 0, nozoki.Describe());
+        Assert.Contains("checksum ", python.StdoutFileText(), StringComparison.Ordinal); // the exec happened
+        var hits = UsdtOutput.Hits(nozoki.StdoutText());
+        Assert.Equal(4, hits.Count(h => h.Probe == "python:function__entry" && h.Comm == "python3.11"));
+        Assert.Equal(["1", "2", "3"], hits.Where(h => h.Probe == "fixture:one").Select(h => h.Args.Single()));
+        Assert.Equal(UsdtOutput.ArmedLine(1, pid) + UsdtOutput.ArmedLine(1, pid) + UsdtOutput.ExitedLine(pid, 0), nozoki.StderrText());
     }
 
     [Fact]

@@ -41,7 +41,10 @@ internal static class UsdtCommand
             if (r.GetValue(count) < 0) return Usage("--count takes a positive number");
             var options = new UsdtOptions { StringArguments = strArgs.ToHashSet(), Count = r.GetValue(count), FollowForks = r.GetValue(follow) };
             IUsdtSink sink = r.GetValue(json) ? new JsonUsdtSink() : new TextUsdtSink(r.GetValue(quiet));
-            return target is { } p ? Attach(p, patterns, sink, options) : Launch(command, patterns, sink, options);
+            return target is { } p ? Attach(p, patterns, sink, options) : Launch(command, patterns, sink, new UsdtOptions
+            {
+                StringArguments = options.StringArguments, Count = options.Count, FollowForks = options.FollowForks, Launched = true,
+            });
         });
         return cmd;
     }

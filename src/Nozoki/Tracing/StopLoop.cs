@@ -433,13 +433,15 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             return;
         }
 
-        var info = SigInfo.Read(t.Tid);
-        if (sig == Signals.SIGTRAP && info.Code == SigInfo.SI_KERNEL && observer.OnBreakpoint(new BreakpointStop(t.Tgid, t.Tid)))
+        // A SIGTRAP one past an observer's int3 is a breakpoint hit: asked first, without PTRACE_GETSIGINFO, as
+        // that is the hot path of probe tracing. Anything else is a real signal for the process.
+        if (sig == Signals.SIGTRAP && observer.OnBreakpoint(new BreakpointStop(t.Tgid, t.Tid)))
         {
             Resume(t, 0, holding);
             return;
         }
 
+        var info = SigInfo.Read(t.Tid);
         // Hand the signal back, never swallow it.
         if (!_preExec) observer.OnSignal(new SignalStop(t.Tgid, t.Tid, sig, info));
         if (holding) t.PendingSignal = sig;

@@ -42,6 +42,9 @@ public sealed class UsdtOptions
 
     /// <summary>Also probe children (fork/vfork); otherwise their inherited breakpoints are removed at birth.</summary>
     public bool FollowForks { get; init; }
+
+    /// <summary>The session launches the command (TraceSession.Launch) rather than attaching to it.</summary>
+    public bool Launched { get; init; }
 }
 
 /// <summary>
@@ -106,7 +109,8 @@ public sealed class UsdtTracer : ITraceObserver
 
     public void OnAttached(int pid, int threadCount)
     {
-        _skipExecOf = pid; // a launched command: OnExec for the same image follows at once
+        // A launched command is reported attached at its exec, and OnExec for that same image follows at once.
+        if (_options.Launched) _skipExecOf = pid;
         Arm(Get(pid));
     }
 
@@ -235,14 +239,20 @@ public sealed class UsdtTracer : ITraceObserver
         {
             var status = probe.Args[i].TryEvaluate(regs, ref memory, out var value);
             string? text = null;
-            if (status == ArgStatus.Ok && _options.StringArguments.Contains(i + 1)) text = ReadString(stop.Tid, value.AsUInt64);
+            if (status == ArgStatus.Ok && _options.StringArguments.Contains(i + 1))
+            {
+                text = ReadString(stop.Tid, value.AsUInt64);
+                if (text is null) status = ArgStatus.MemoryFault;
+            }
+
             _args[i] = new UsdtArgument(status, value, text);
         }
 
         _sink.OnHit(new UsdtHit(DateTime.UtcNow, stop.Pid, stop.Tid, Comm(stop.Pid, stop.Tid), probe), _args.AsSpan(0, n));
     }
 
-    private string ReadString(int tid, ulong address)
+    /// <summary>The C string at address, cut at MaxStringLength ("..."), or null if not even its first byte is readable.</summary>
+    private string? ReadString(int tid, ulong address)
     {
         if (address == 0) return "(null)";
         var buffer = new byte[_options.MaxStringLength];
@@ -257,6 +267,8 @@ public sealed class UsdtTracer : ITraceObserver
             done += r.BytesRead;
             if (r.BytesRead < chunk) break;
         }
+
+        if (done == 0) return null;
 
         return System.Text.Encoding.UTF8.GetString(buffer, 0, done) + (done == buffer.Length ? "..." : "");
     }
