@@ -26,6 +26,7 @@ internal static class Program
             ProbesCommand.Create(),
             RunCommand.Create(),
             UsdtCommand.Create(command),
+            TraceCommand.Create(),
         };
 
         var parsed = root.Parse(args);

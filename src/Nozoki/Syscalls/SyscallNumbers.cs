@@ -1,27 +1,27 @@
 namespace Nozoki.Syscalls;
 
 /// <summary>
-/// x86_64 numbers (asm/unistd_64.h) of the syscalls that move bytes to a file descriptor, or change what a descriptor number refers to. The full table with every
-/// number the kernel headers define comes with the syscall tracer; the output mirror needs only these.
+/// x86_64 numbers (asm/unistd_64.h) of the syscalls that move bytes to a file descriptor, or change what a descriptor number refers to. The full table is
+/// <see cref="Nr"/> (generated from the kernel headers); these names are the ones the output mirror uses.
 /// </summary>
 public static class SyscallNumbers
 {
-    public const long Write = 1;
-    public const long Close = 3;
-    public const long Dup2 = 33;
-    public const long Execve = 59;
-    public const long Dup3 = 292;
-    public const long Execveat = 322;
-    public const long CloseRange = 436;
-    public const long Pwrite64 = 18;
-    public const long Writev = 20;
-    public const long Sendfile = 40;
-    public const long Sendto = 44;
-    public const long Sendmsg = 46;
-    public const long Splice = 275;
-    public const long Vmsplice = 278;
-    public const long Pwritev = 296;
-    public const long Sendmmsg = 307;
-    public const long CopyFileRange = 326;
-    public const long Pwritev2 = 328;
+    public const long Write = Nr.Write;
+    public const long Close = Nr.Close;
+    public const long Dup2 = Nr.Dup2;
+    public const long Execve = Nr.Execve;
+    public const long Dup3 = Nr.Dup3;
+    public const long Execveat = Nr.Execveat;
+    public const long CloseRange = Nr.CloseRange;
+    public const long Pwrite64 = Nr.Pwrite64;
+    public const long Writev = Nr.Writev;
+    public const long Sendfile = Nr.Sendfile;
+    public const long Sendto = Nr.Sendto;
+    public const long Sendmsg = Nr.Sendmsg;
+    public const long Splice = Nr.Splice;
+    public const long Vmsplice = Nr.Vmsplice;
+    public const long Pwritev = Nr.Pwritev;
+    public const long Sendmmsg = Nr.Sendmmsg;
+    public const long CopyFileRange = Nr.CopyFileRange;
+    public const long Pwritev2 = Nr.Pwritev2;
 }

@@ -277,6 +277,13 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     /// </summary>
     public void DetachAll()
     {
+        if (_current is { } stopped && _tasks.ContainsKey(stopped.Tid))
+        {
+            stopped.Held = true;
+            if (_currentSignal != 0) stopped.PendingSignal = _currentSignal;
+        }
+
+        _current = null;
         foreach (var t in _tasks.Values)
         {
             // A parked thread is in a ptrace stop already: it is held as it is.
@@ -298,16 +305,50 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
                 throw new TraceException($"waitpid failed while detaching: {Libc.StrError(-tid)}");
             }
 
-            HandleStop(tid, status, holding: true);
+            HandleStopWhileDetaching(tid, status);
         }
 
         DeliverPendingTraps();
         var pids = new HashSet<int>();
         foreach (var t in _tasks.Values) pids.Add(t.Tgid);
-        foreach (var p in pids) observer.OnDetaching(p);
+        foreach (var p in pids) Guard(() => observer.OnDetaching(p));
         foreach (var t in _tasks.Values) Libc.ptrace(Ptrace.DETACH, t.Tid, 0, t.PendingSignal);
         _tasks.Clear();
-        foreach (var p in pids) observer.OnDetached(p);
+        foreach (var p in pids) Guard(() => observer.OnDetached(p));
+    }
+
+    /// <summary>
+    /// While detaching, an observer that throws (it may be what ended the session) must not stop the detach: every
+    /// thread still has to be let go. Its exception is dropped; the session reports the first one.
+    /// </summary>
+    private void HandleStopWhileDetaching(int tid, int status)
+    {
+        try
+        {
+            HandleStop(tid, status, holding: true);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            if (_current is { } stopped && _tasks.ContainsKey(stopped.Tid))
+            {
+                stopped.Held = true;
+                if (_currentSignal != 0) stopped.PendingSignal = _currentSignal;
+            }
+
+            _current = null;
+            _currentSignal = 0;
+        }
+    }
+
+    private static void Guard(Action action)
+    {
+        try
+        {
+            action();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+        }
     }
 
     /// <summary>
@@ -335,7 +376,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             {
                 var tid = PosixSpawn.WaitPid(-1, Wait.Tracees, out var status);
                 if (tid < 0) return;
-                HandleStop(tid, status, holding: true);
+                HandleStopWhileDetaching(tid, status);
             }
         }
     }
@@ -350,7 +391,20 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         return false;
     }
 
+    // The task whose stop is being handled, until it has been resumed or held: if an observer throws meanwhile, it is
+    // stopped without anything to report any more, so DetachAll must take it as held (with its signal) rather than
+    // wait for a stop that will not come.
+    private TaskState? _current;
+    private int _currentSignal;
+
     private void HandleStop(int tid, int status, bool holding)
+    {
+        HandleStopCore(tid, status, holding);
+        _current = null;
+        _currentSignal = 0;
+    }
+
+    private void HandleStopCore(int tid, int status, bool holding)
     {
         if (!_tasks.TryGetValue(tid, out var t))
         {
@@ -365,6 +419,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             return;
         }
 
+        _current = t;
         var sig = Wait.StopSig(status);
         var evt = Wait.Event(status);
         if (sig == (Signals.SIGTRAP | 0x80))
@@ -443,6 +498,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
 
         var info = SigInfo.Read(t.Tid);
         // Hand the signal back, never swallow it.
+        _currentSignal = sig;
         if (!_preExec) observer.OnSignal(new SignalStop(t.Tgid, t.Tid, sig, info));
         if (holding) t.PendingSignal = sig;
         Resume(t, sig, holding);

@@ -1,0 +1,284 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Nozoki.Cli.Output;
+using Nozoki.Native;
+using Nozoki.Syscalls;
+using Nozoki.Trace;
+using Nozoki.Tracing;
+
+namespace Nozoki.Cli.Commands;
+
+/// <summary>`nozoki trace [options] -- CMD [ARGS]` / `nozoki trace -p PID`: strace-style syscall tracing.</summary>
+internal static class TraceCommand
+{
+    public static Command Create()
+    {
+        var pids = new Option<string[]>("-p", "--attach") { Description = "trace the process PID and all its threads (repeatable, or a comma list)" };
+        var follow = new Option<bool>("-f", "--follow-forks") { Description = "also trace children (fork, vfork, clone) and their descendants" };
+        var output = new Option<string>("-o", "--output") { Description = "write the trace to FILE instead of stderr" };
+        var strsize = new Option<int>("-s", "--string-limit") { Description = "show at most N bytes of each string (default 32)", DefaultValueFactory = _ => 32 };
+        var expr = new Option<string[]>("-e") { Description = "trace=SET (names, %file %process %network %signal %ipc %desc %memory %stat, /regex, !negation), signal=SET, status=successful|failed" };
+        var traceSet = new Option<string>("--trace") { Description = "same as -e trace=SET" };
+        var signalSet = new Option<string>("--signal") { Description = "same as -e signal=SET" };
+        var status = new Option<string>("--status") { Description = "same as -e status=SET" };
+        var successful = new Option<bool>("-z", "--successful-only") { Description = "show only calls that succeeded" };
+        var failed = new Option<bool>("-Z", "--failed-only") { Description = "show only calls that failed" };
+        var count = new Option<bool>("-c", "--summary-only") { Description = "count time, calls and errors per syscall; show only the table" };
+        var countBoth = new Option<bool>("-C", "--summary") { Description = "like -c, and show the calls too" };
+        var durations = new Option<bool>("-T", "--syscall-times") { Description = "show the time spent in each syscall" };
+        var t1 = new Option<bool>("-t") { Description = "prefix each line with the time of day" };
+        var t2 = new Option<bool>("-tt") { Description = "... with microseconds" };
+        var t3 = new Option<bool>("-ttt") { Description = "... as seconds since the epoch, with microseconds" };
+        var relative = new Option<bool>("-r", "--relative-timestamps") { Description = "prefix each line with the time since the previous one" };
+        var verbose = new Option<bool>("-v", "--no-abbrev") { Description = "unabbreviated structures, environments and arrays" };
+        var y1 = new Option<bool>("-y", "--decode-fds") { Description = "show the path of each file descriptor" };
+        var y2 = new Option<bool>("-yy") { Description = "... and the protocol and addresses of sockets" };
+        var quiet = new Option<bool>("-q", "--quiet") { Description = "no attach/detach messages" };
+        var json = new Option<bool>("--json") { Description = "JSON Lines: one object per completed syscall, signal and exit" };
+        var color = new Option<string>("--color") { Description = "syscall names and errors in colour: auto (when the output is a terminal), always, never", DefaultValueFactory = _ => "auto" };
+        color.AcceptOnlyFromAmong("auto", "always", "never");
+        var command = new Argument<string[]>("CMD") { Description = "the command to launch and its arguments (after --)", Arity = ArgumentArity.ZeroOrMore };
+
+        var cmd = new Command("trace", "Trace system calls and signals, like strace (launch a command after --, or attach with -p)")
+        {
+            pids, follow, output, strsize, expr, traceSet, signalSet, status, successful, failed, count, countBoth, durations,
+            t1, t2, t3, relative, verbose, y1, y2, quiet, json, color, command,
+        };
+        cmd.SetAction(r =>
+        {
+            try
+            {
+                var exprs = new List<string>(r.GetValue(expr) ?? []);
+                if (r.GetValue(traceSet) is { } ts) exprs.Add("trace=" + ts);
+                if (r.GetValue(signalSet) is { } ss) exprs.Add("signal=" + ss);
+                if (r.GetValue(status) is { } st) exprs.Add("status=" + st);
+                SyscallSet? syscalls = null;
+                SignalSet? signals = null;
+                var statusFilter = StatusFilter.All;
+                foreach (var e in exprs)
+                {
+                    var eq = e.IndexOf('=', StringComparison.Ordinal);
+                    var (key, value) = eq < 0 ? ("trace", e) : (e[..eq], e[(eq + 1)..]);
+                    switch (key)
+                    {
+                        case "trace" or "t":
+                            syscalls = SyscallSet.Parse(value);
+                            break;
+                        case "signal" or "signals" or "s":
+                            signals = SignalSet.Parse(value);
+                            break;
+                        case "status":
+                            statusFilter = StatusFilters.Parse(value);
+                            break;
+                        default:
+                            throw new FormatException($"-e {e}: unknown qualifier '{key}' (nozoki supports trace=, signal=, status=)");
+                    }
+                }
+
+                if (r.GetValue(successful)) statusFilter = StatusFilter.Successful;
+                if (r.GetValue(failed)) statusFilter = StatusFilter.Failed;
+                var limit = r.GetValue(strsize);
+                if (limit < 0) throw new FormatException($"-s {limit}: the string limit cannot be negative");
+
+                var targets = new List<int>();
+                foreach (var p in r.GetValue(pids) ?? [])
+                {
+                    foreach (var part in p.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                    {
+                        if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || pid <= 0)
+                            throw new FormatException($"-p {part}: not a process id");
+                        if (!targets.Contains(pid)) targets.Add(pid);
+                    }
+                }
+
+                var argv = r.GetValue(command) ?? [];
+                if (targets.Count == 0 && argv.Length == 0) throw new FormatException("give a command to trace (after --) or -p PID");
+                if (targets.Count > 0 && argv.Length > 0) throw new FormatException("give either a command or -p PID, not both");
+                if (argv.Length > 0 && argv[0].StartsWith('-')) throw new FormatException($"unknown option '{argv[0]}' (see 'nozoki trace --help')");
+
+                var o = new TraceRequest
+                {
+                    Pids = targets,
+                    Argv = argv,
+                    Follow = r.GetValue(follow),
+                    Output = r.GetValue(output),
+                    Syscalls = syscalls,
+                    Signals = signals,
+                    Status = statusFilter,
+                    Count = r.GetValue(count) || r.GetValue(countBoth),
+                    Print = !r.GetValue(count) || r.GetValue(countBoth),
+                    Durations = r.GetValue(durations),
+                    Timestamps = r.GetValue(t3) ? 3 : r.GetValue(t2) ? 2 : r.GetValue(t1) ? 1 : 0,
+                    Relative = r.GetValue(relative),
+                    Decode = new DecodeOptions
+                    {
+                        StringLimit = limit,
+                        Verbose = r.GetValue(verbose),
+                        DecorateFds = r.GetValue(y2) ? 2 : r.GetValue(y1) ? 1 : 0,
+                    },
+                    Quiet = r.GetValue(quiet),
+                    Json = r.GetValue(json),
+                    Color = r.GetValue(color)!,
+                };
+                return Run(o);
+            }
+            catch (FormatException e)
+            {
+                Console.Error.WriteLine($"nozoki: error: {e.Message}");
+                return (int)ReturnCode.Usage;
+            }
+        });
+        return cmd;
+    }
+
+    internal sealed class TraceRequest
+    {
+        public required List<int> Pids { get; init; }
+        public required string[] Argv { get; init; }
+        public bool Follow { get; init; }
+        public string? Output { get; init; }
+        public SyscallSet? Syscalls { get; init; }
+        public SignalSet? Signals { get; init; }
+        public StatusFilter Status { get; init; }
+        public bool Count { get; init; }
+        public bool Print { get; init; }
+        public bool Durations { get; init; }
+        public int Timestamps { get; init; }
+        public bool Relative { get; init; }
+        public required DecodeOptions Decode { get; init; }
+        public bool Quiet { get; init; }
+        public bool Json { get; init; }
+        public required string Color { get; init; }
+    }
+
+    private static int Run(TraceRequest o)
+    {
+        SafeHandle? file = null;
+        FdWriter writer;
+        if (o.Output is { } path)
+        {
+            try
+            {
+                file = File.OpenHandle(path, FileMode.Create, FileAccess.Write, FileShare.ReadWrite);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"nozoki: error: cannot write {path}: {e.Message}");
+                return (int)ReturnCode.Error;
+            }
+
+            writer = new FdWriter((int)file.DangerousGetHandle());
+        }
+        else
+        {
+            writer = FdWriter.Stderr;
+        }
+
+        using var fileOwner = file;
+        var toTerminal = o.Output is null && Fd.IsTerminal(2);
+        var paint = o.Color switch { "always" => true, "never" => false, _ => toTerminal };
+        TraceOutput sink = o.Json
+            ? (TraceOutput)new JsonTraceSink(writer, buffered: o.Output is not null, o.Quiet)
+            : new TextTraceSink(writer, buffered: o.Output is not null, new TextTraceSink.Style(
+                PidPrefix: o.Output is not null && o.Follow ? TextTraceSink.PidPrefixMode.Always : TextTraceSink.PidPrefixMode.WhenSeveral,
+                Bare: o.Output is not null,
+                Timestamps: o.Timestamps, Relative: o.Relative, Durations: o.Durations, Paint: paint, Quiet: o.Quiet));
+        var launched = o.Argv.Length > 0;
+        if (sink is TextTraceSink text) text.Launched = launched;
+        var tracer = new SyscallTracer(sink, new SyscallTracerOptions
+        {
+            Decode = o.Decode,
+            Syscalls = o.Syscalls,
+            Signals = o.Signals,
+            Status = o.Status,
+            Print = o.Print,
+            Count = o.Count,
+            SplitInterleaved = !o.Json,
+            FollowForks = o.Follow,
+            Launched = launched,
+            // To stderr, lines start at the call's entry, as strace's: a call that blocks shows while it blocks.
+            LiveEntries = !o.Json && o.Output is null,
+        });
+
+        var sessions = new List<TraceSession>();
+        // -e trace=none (signals and exits only): no syscall stops at all, attached or launched.
+        var noSyscalls = o.Syscalls is { } only && !only.Numbers().Any();
+        try
+        {
+            if (launched)
+            {
+                // Only the traced syscalls stop the command: a seccomp filter lets the others run at full speed.
+                SeccompFilter? filter = null;
+                if (o.Syscalls is { All: false } set && !noSyscalls)
+                    filter = new SeccompFilter(set.Numbers().Select(n => new SeccompRule(n)));
+                sessions.Add(TraceSession.Launch(o.Argv, tracer, new TraceOptions { FollowForks = o.Follow, Filter = filter, TraceSyscalls = !noSyscalls }));
+            }
+            else
+            {
+                foreach (var pid in o.Pids)
+                    sessions.Add(TraceSession.Attach(pid, tracer, new TraceOptions { FollowForks = o.Follow, TraceSyscalls = !noSyscalls }));
+            }
+        }
+        catch (Exception e) when (e is TraceException or FileNotFoundException or IOException)
+        {
+            foreach (var s in sessions) s.Dispose();
+            sink.Flush();
+            if (e is FileNotFoundException) return Report(e.Message, ReturnCode.NotFound);
+            return Errors.Report(e);
+        }
+
+        // Ctrl-C, kill, a closed terminal: detach and leave attached processes running (a launched command is
+        // killed with nozoki by PTRACE_O_EXITKILL, as strace does with the commands it starts).
+        using var registrations = new DisposableList(
+            [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT }
+                .Select(s => PosixSignalRegistration.Create(s, c =>
+                {
+                    c.Cancel = true;
+                    if (launched)
+                    {
+                        // A launched command keeps running under nozoki until it exits: the terminal's SIGINT reaches
+                        // it too; SIGTERM, SIGHUP and SIGQUIT sent to nozoki are passed on to it.
+                        if (s != PosixSignal.SIGINT)
+                            Libc.kill(sessions[0].TargetPid, s == PosixSignal.SIGTERM ? Signals.SIGTERM : s == PosixSignal.SIGHUP ? Signals.SIGHUP : Signals.SIGQUIT);
+                        return;
+                    }
+
+                    foreach (var session in sessions) session.RequestDetach();
+                }))]);
+
+        // The reader of the trace has gone: an attached process is detached and left running; a launched command
+        // runs on, untraced in effect, until it exits.
+        if (!launched) sink.OutputClosed = () => sessions.ForEach(s => s.RequestDetach());
+
+        ExitStatus? exit = null;
+        Exception? error = null;
+        foreach (var s in sessions)
+        {
+            var result = s.Completion.GetAwaiter().GetResult();
+            if (result.Error is not null and not OutputClosedException && error is null) error = result.Error;
+            if (launched) exit = result.TargetExit;
+        }
+
+        sink.Flush();
+        if (o.Count) sink.WriteSummary(tracer.Statistics());
+        sink.Flush();
+        if (error is not null) return Errors.Report(error);
+        if (launched && exit is { } status) return status.ShellStatus;
+        return (int)ReturnCode.Success;
+    }
+
+    private static int Report(string message, ReturnCode code)
+    {
+        Console.Error.WriteLine($"nozoki: error: {message}");
+        return (int)code;
+    }
+
+    private sealed class DisposableList(IReadOnlyList<IDisposable> items) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var i in items) i.Dispose();
+        }
+    }
+}

@@ -1,0 +1,27 @@
+namespace Nozoki.Syscalls;
+
+/// <summary>errno names and messages as strace prints them ("ENOENT (No such file or directory)").</summary>
+internal static partial class Errnos
+{
+    public static string? Name(int errno)
+    {
+        if (errno > 0 && errno <= MaxUser) return NameTable[errno];
+        foreach (var e in Internal)
+        {
+            if (e.Errno == errno) return e.Name;
+        }
+
+        return null;
+    }
+
+    public static string? Message(int errno)
+    {
+        if (errno > 0 && errno <= MaxUser) return MessageTable[errno];
+        foreach (var e in Internal)
+        {
+            if (e.Errno == errno) return e.Message;
+        }
+
+        return null;
+    }
+}

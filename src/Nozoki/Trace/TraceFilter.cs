@@ -1,0 +1,199 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Nozoki.Native;
+using Nozoki.Syscalls;
+
+namespace Nozoki.Trace;
+
+/// <summary>A set of syscall numbers (strace's -e trace=...). Numbers beyond the table are in it when <see cref="Unknown"/>.</summary>
+public sealed class SyscallSet
+{
+    private readonly bool[] _in = new bool[SyscallTable.Count];
+
+    public bool Unknown { get; private set; }
+
+    public bool All => Enumerable.Range(0, _in.Length).All(i => _in[i] || SyscallTable.Name(i) is null);
+
+    /// <summary>Numbers the table does not name are always in the set, as in strace (which shows them whatever -e trace says).</summary>
+    public bool Contains(long nr) => nr >= 0 && nr < _in.Length && SyscallTable.Name(nr) is not null ? _in[nr] : Unknown;
+
+    /// <summary>The numbers in the set that the table knows (for a seccomp filter).</summary>
+    public IEnumerable<int> Numbers() => Enumerable.Range(0, _in.Length).Where(i => _in[i] && SyscallTable.Name(i) is not null);
+
+    public static SyscallSet Everything()
+    {
+        var s = new SyscallSet { Unknown = true };
+        Array.Fill(s._in, true);
+        return s;
+    }
+
+    /// <summary>
+    /// Parses strace's syntax: a comma list of names, %classes (%file %process %network %net %signal %ipc %desc
+    /// %memory %stat %%stat), /regex, all, none; a leading ! negates the whole set; ? before an item ignores it when
+    /// unknown. Throws FormatException with a one-line message.
+    /// </summary>
+    public static SyscallSet Parse(string spec)
+    {
+        var s = new SyscallSet();
+        var negate = spec.StartsWith('!');
+        if (negate) spec = spec[1..];
+        foreach (var raw in spec.Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var item = raw.Trim();
+            var optional = item.StartsWith('?');
+            if (optional) item = item[1..];
+            if (item is "all")
+            {
+                Array.Fill(s._in, true);
+                s.Unknown = true;
+            }
+            else if (item is "none")
+            {
+            }
+            else if (item.StartsWith('%'))
+            {
+                var cls = item switch
+                {
+                    "%file" => SyscallClass.File,
+                    "%process" => SyscallClass.Process,
+                    "%network" or "%net" => SyscallClass.Network,
+                    "%signal" => SyscallClass.Signal,
+                    "%ipc" => SyscallClass.Ipc,
+                    "%desc" => SyscallClass.Desc,
+                    "%memory" => SyscallClass.Memory,
+                    "%stat" or "%%stat" => SyscallClass.Stat,
+                    _ => optional ? SyscallClass.None : throw new FormatException($"invalid system call class '{item}'"),
+                };
+                if (cls == SyscallClass.None) continue;
+                foreach (var (nr, _) in SyscallTable.All())
+                {
+                    if ((SyscallTable.Classes(nr) & cls) != 0) s._in[nr] = true;
+                }
+            }
+            else if (item.StartsWith('/'))
+            {
+                Regex re;
+                try
+                {
+                    re = new Regex(item[1..], RegexOptions.CultureInvariant);
+                }
+                catch (ArgumentException e)
+                {
+                    throw new FormatException($"invalid regular expression '{item[1..]}': {e.Message}");
+                }
+
+                foreach (var (nr, name) in SyscallTable.All())
+                {
+                    if (re.IsMatch(name)) s._in[nr] = true;
+                }
+            }
+            else
+            {
+                var nr = SyscallTable.Lookup(item);
+                if (nr < 0 && int.TryParse(item, NumberStyles.None, CultureInfo.InvariantCulture, out var n)) nr = n;
+                if (nr < 0 || nr >= s._in.Length)
+                {
+                    if (optional) continue;
+                    throw new FormatException($"invalid system call '{item}'");
+                }
+
+                s._in[nr] = true;
+            }
+        }
+
+        if (negate)
+        {
+            for (var i = 0; i < s._in.Length; i++) s._in[i] = !s._in[i];
+        }
+
+        s.Unknown = true;
+        return s;
+    }
+}
+
+/// <summary>A set of signals (strace's -e signal=...): names with or without SIG, numbers, all, none, ! to negate.</summary>
+public sealed class SignalSet
+{
+    private readonly bool[] _in = new bool[65];
+
+    public bool Contains(int signo) => signo > 0 && signo < _in.Length && _in[signo];
+
+    public static SignalSet Everything()
+    {
+        var s = new SignalSet();
+        Array.Fill(s._in, true);
+        return s;
+    }
+
+    public static SignalSet Parse(string spec)
+    {
+        var s = new SignalSet();
+        var negate = spec.StartsWith('!');
+        if (negate) spec = spec[1..];
+        foreach (var raw in spec.Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var item = raw.Trim();
+            if (item == "all")
+            {
+                Array.Fill(s._in, true);
+                continue;
+            }
+
+            if (item == "none") continue;
+            var sig = -1;
+            if (int.TryParse(item, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is > 0 and <= 64) sig = n;
+            else
+            {
+                var name = item.StartsWith("SIG", StringComparison.OrdinalIgnoreCase) ? item.ToUpperInvariant() : "SIG" + item.ToUpperInvariant();
+                for (var i = 1; i <= 64; i++)
+                {
+                    if (Signals.Name(i) == name) sig = i;
+                }
+            }
+
+            if (sig < 0) throw new FormatException($"invalid signal '{item}'");
+            s._in[sig] = true;
+        }
+
+        if (negate)
+        {
+            for (var i = 1; i < s._in.Length; i++) s._in[i] = !s._in[i];
+        }
+
+        return s;
+    }
+}
+
+/// <summary>strace's -e status=: which completed calls are shown.</summary>
+[Flags]
+public enum StatusFilter
+{
+    Successful = 1,
+    Failed = 2,
+    All = Successful | Failed,
+}
+
+public static class StatusFilters
+{
+    public static StatusFilter Parse(string spec)
+    {
+        var negate = spec.StartsWith('!');
+        if (negate) spec = spec[1..];
+        StatusFilter f = 0;
+        foreach (var raw in spec.Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            f |= raw.Trim() switch
+            {
+                "successful" => StatusFilter.Successful,
+                "failed" => StatusFilter.Failed,
+                "all" => StatusFilter.All,
+                "none" => 0,
+                // Kept for strace compatibility; nozoki shows every call once complete.
+                "unfinished" or "unavailable" or "detached" => 0,
+                var other => throw new FormatException($"invalid status '{other}'"),
+            };
+        }
+
+        return negate ? StatusFilter.All & ~f : f;
+    }
+}

@@ -1,0 +1,107 @@
+using Nozoki.Syscalls;
+using Nozoki.Tests.Helpers;
+using Nozoki.Trace;
+using Nozoki.Tracing;
+
+namespace Nozoki.Tests;
+
+/// <summary>The SyscallTracer library in-process: the hot path allocates nothing, filters parse as strace's.</summary>
+[Collection(PtraceCollection.Name)]
+public sealed class TraceLibraryTests
+{
+    /// <summary>Keeps a copy of each line in a preallocated buffer, like an output would, and counts.</summary>
+    private sealed class CountingSink : ISyscallSink
+    {
+        private readonly byte[] _copy = new byte[1 << 16];
+        public long Calls;
+        public long Signals;
+        public ExitStatus? Exit;
+
+        public void OnSyscall(in SyscallRecord record)
+        {
+            Calls++;
+            record.Text[..Math.Min(record.Text.Length, _copy.Length)].CopyTo(_copy);
+        }
+
+        public void OnSignal(in SignalRecord record) => Signals++;
+
+        public void OnProcessExited(int pid, ExitStatus status, long timestamp) => Exit = status;
+    }
+
+    [Fact]
+    public async Task Tracing_every_syscall_allocates_nothing_per_stop()
+    {
+        const int Count = 50_000; // dd bs=1: a read and a write per byte, two stops each
+        var sink = new CountingSink();
+        var tracer = new SyscallTracer(sink, new SyscallTracerOptions { Count = true, Decode = new DecodeOptions { StringLimit = 32 } });
+        var options = new TraceOptions { StageCommand = [NozokiCli.DotnetHost, NozokiCli.DllPath] };
+        var before = GC.GetTotalAllocatedBytes(precise: true);
+        using (var session = TraceSession.Launch(["dd", "if=/dev/zero", "of=/dev/null", "bs=1", $"count={Count}", "status=none"], tracer, options))
+        {
+            var result = await session.Completion.WaitAsync(TimeSpan.FromSeconds(120));
+            Assert.Null(result.Error);
+        }
+
+        var allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+        Assert.Equal(new ExitStatus(0, 0), sink.Exit);
+        Assert.True(sink.Calls >= 2 * Count, $"only {sink.Calls} calls seen");
+        var reads = tracer.Statistics().Single(s => s.Name == "read");
+        Assert.True(reads.Calls >= Count, $"{reads.Calls} reads counted");
+        // 200000 stops: even 8 bytes per stop would be 1.6 MB. What remains is the session's start and this process's
+        // other threads.
+        Assert.True(allocated < 1_000_000, $"{allocated} bytes allocated while tracing {sink.Calls} calls");
+    }
+
+    [Theory]
+    [InlineData("openat,close", "openat", true)]
+    [InlineData("openat,close", "read", false)]
+    [InlineData("!openat", "openat", false)]
+    [InlineData("!openat", "read", true)]
+    [InlineData("%file", "openat", true)]
+    [InlineData("%file", "read", false)]
+    [InlineData("%desc", "read", true)]
+    [InlineData("%memory", "mmap", true)]
+    [InlineData("%network", "connect", true)]
+    [InlineData("%process", "clone3", true)]
+    [InlineData("%signal", "rt_sigaction", true)]
+    [InlineData("%ipc", "shmget", true)]
+    [InlineData("/^stat", "statx", true)]
+    [InlineData("/^stat", "newfstatat", false)]
+    [InlineData("none", "read", false)]
+    [InlineData("all", "read", true)]
+    public void Syscall_sets_parse_like_strace(string spec, string name, bool expected)
+    {
+        var set = SyscallSet.Parse(spec);
+        Assert.Equal(expected, set.Contains(SyscallTable.Lookup(name)));
+        Assert.True(set.Contains(500), "numbers the table does not know are always traced, as by strace");
+    }
+
+    [Fact]
+    public void Unknown_names_are_errors_unless_optional()
+    {
+        Assert.Throws<FormatException>(() => SyscallSet.Parse("nosuchcall"));
+        Assert.False(SyscallSet.Parse("?nosuchcall,read").Contains(SyscallTable.Lookup("write")));
+        Assert.True(SignalSet.Parse("CHLD,SIGUSR1,15").Contains(15));
+        Assert.False(SignalSet.Parse("!SIGCHLD").Contains(17));
+        Assert.Throws<FormatException>(() => SignalSet.Parse("SIGNOPE"));
+    }
+
+    [Fact]
+    public void Table_covers_every_number_the_headers_define()
+    {
+        var header = File.ReadAllLines("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
+            .Select(l => System.Text.RegularExpressions.Regex.Match(l, @"^#define __NR_(\w+) (\d+)"))
+            .Where(m => m.Success)
+            .ToDictionary(m => int.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), m => m.Groups[1].Value);
+        Assert.True(header.Count > 300);
+        foreach (var (nr, name) in header) Assert.Equal(name, SyscallTable.Name(nr));
+        Assert.Equal("ENOENT", Errnos.Name(2));
+        Assert.Equal("No such file or directory", Errnos.Message(2));
+        Assert.Equal("ERESTARTSYS", Errnos.Name(512));
+        Assert.Equal("KVM_RUN", Ioctls.Name(0xae80));
+        Assert.Equal("TCGETS", Ioctls.Name(0x5401));
+        var b = new TextBuffer();
+        Ioctls.FormatUnknown(b, 0x80089901);
+        Assert.Equal("_IOC(_IOC_READ, 0x99, 0x1, 0x8)", System.Text.Encoding.ASCII.GetString(b.Span));
+    }
+}

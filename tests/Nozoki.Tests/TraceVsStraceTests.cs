@@ -1,0 +1,188 @@
+using System.Text.RegularExpressions;
+using Nozoki.Tests.Helpers;
+
+namespace Nozoki.Tests;
+
+/// <summary>`nozoki trace` against the real strace: same calls, same results, same rendering.</summary>
+[Collection(PtraceCollection.Name)]
+public sealed partial class TraceVsStraceTests
+{
+    private static string Scratch(TempDir dir, string name = "scratch")
+    {
+        var path = dir.File(name);
+        Directory.CreateDirectory(path);
+        return path;
+    }
+
+    /// <summary>The command lines of the sequence test (FIXTURE and DIR are filled in).</summary>
+    public static TheoryData<string, string[]> Commands => new()
+    {
+        { "", ["FIXTURE", "all", "DIR"] },
+        { "", ["cat", "DIR/file"] },
+        { "", ["ls", "DIR"] },
+        { "-f", ["sh", "-c", "true | cat"] },
+    };
+
+    private static string[] Fill(string[] command, string dir) =>
+        [.. command.Select(a => a == "FIXTURE" ? Fixtures.Get("syscalls") : a.Replace("DIR", dir, StringComparison.Ordinal))];
+
+    private static void MakeFiles(string dir)
+    {
+        File.WriteAllText(Path.Combine(dir, "file"), "some text\nmore text\n");
+        File.WriteAllText(Path.Combine(dir, "b"), "");
+        Directory.CreateDirectory(Path.Combine(dir, "sub"));
+    }
+
+    [Theory]
+    [MemberData(nameof(Commands))]
+    public void Syscall_sequence_per_process_matches_strace(string options, string[] command)
+    {
+        using var dir = new TempDir();
+        var scratch = Scratch(dir);
+        MakeFiles(scratch);
+        var argv = Fill(command, scratch);
+        string[] opts = options.Length == 0 ? [] : [options];
+        var expected = TraceRuns.Parse(TraceRuns.Strace(dir, opts, argv));
+        var (lines, code, stderr) = TraceRuns.Nozoki(dir, opts, argv);
+        Assert.True(code == 0, $"nozoki trace exited {code}: {stderr}");
+        var actual = TraceRuns.Parse(lines);
+
+        // Signals may arrive a syscall earlier or later from run to run; rt_sigreturn goes with them.
+        static bool Keep(TraceLine l) => l.Name is not "rt_sigreturn";
+        var e = TraceRuns.SequencesPerPid(expected, Keep);
+        var a = TraceRuns.SequencesPerPid(actual, Keep);
+        Assert.True(e.Count == a.Count, $"strace saw {e.Count} processes, nozoki {a.Count}\n{string.Join('\n', lines)}");
+        if (e.Count == 1)
+        {
+            Assert.True(e[0].SequenceEqual(a[0]), TraceRuns.FirstDifference(e[0], a[0]));
+            return;
+        }
+
+        // Several processes: pids differ between the runs; compare the multiset of per-process sequences.
+        var es = e.Select(s => string.Join("\n", s)).Order(StringComparer.Ordinal).ToList();
+        var @as = a.Select(s => string.Join("\n", s)).Order(StringComparer.Ordinal).ToList();
+        for (var i = 0; i < es.Count; i++)
+            Assert.True(es[i] == @as[i], TraceRuns.FirstDifference(es[i].Split('\n'), @as[i].Split('\n')));
+    }
+
+    public static TheoryData<string> Families => new() { "open", "mmap", "signal", "socket", "stat", "poll", "process", "ioctl", "io" };
+
+    [GeneratedRegex(@"0x[0-9a-f]{6,}")]
+    private static partial Regex Address();
+
+    [GeneratedRegex(@"\b(\d{3,})\b")]
+    private static partial Regex LongNumber();
+
+    /// <summary>Replaces what differs between two runs: addresses, pids, the fixture's file names, random bytes.</summary>
+    private static string Normalize(string line, string scratch)
+    {
+        line = line.Replace(scratch, "DIR", StringComparison.Ordinal);
+        line = Address().Replace(line, "ADDR");
+        line = Regex.Replace(line, @"fixture-\d+", "fixture-N");
+        line = Regex.Replace(line, @"(si_pid=|kill\(|tgkill\(|wait4\()\d+", "${1}PID");
+        line = Regex.Replace(line, @"\) += \d{3,}$", ") = PID");
+        line = Regex.Replace(line, @"getrandom\(""[^""]*""", "getrandom(RANDOM");
+        line = Regex.Replace(line, @"/\* \d+ vars \*/", "/* N vars */");
+        return Regex.Replace(line, @"\s+= ", " = ");
+    }
+
+    private static List<string> Section(IEnumerable<string> lines, string scratch)
+    {
+        var all = lines.ToList();
+        var begin = all.FindIndex(l => l.StartsWith("getpid()", StringComparison.Ordinal));
+        var end = all.FindIndex(l => l.StartsWith("getgid()", StringComparison.Ordinal));
+        Assert.True(begin >= 0 && end > begin, "markers not found:\n" + string.Join('\n', all));
+        return all.GetRange(begin, end - begin + 1).Select(l => Normalize(l, scratch)).ToList();
+    }
+
+    [Theory]
+    [MemberData(nameof(Families))]
+    public void Decoding_of_each_family_matches_strace(string family)
+    {
+        using var dir = new TempDir();
+        var scratch = Scratch(dir);
+        string[] argv = [Fixtures.Get("syscalls"), family, scratch];
+        var expected = Section(TraceRuns.Strace(dir, [], argv), scratch);
+        var (lines, code, stderr) = TraceRuns.Nozoki(dir, [], argv);
+        Assert.True(code == 0, $"nozoki trace exited {code}: {stderr}");
+        var actual = Section(lines, scratch);
+
+        // A signal line may come one call earlier or later; compare signal lines apart.
+        var es = expected.Where(l => l.StartsWith("---", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
+        var @as = actual.Where(l => l.StartsWith("---", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(es, @as);
+        var ec = expected.Where(l => !l.StartsWith("---", StringComparison.Ordinal)).ToList();
+        var ac = actual.Where(l => !l.StartsWith("---", StringComparison.Ordinal)).ToList();
+        var diffs = new List<string>();
+        for (var i = 0; i < Math.Max(ec.Count, ac.Count); i++)
+        {
+            var e = i < ec.Count ? ec[i] : "(nothing)";
+            var a = i < ac.Count ? ac[i] : "(nothing)";
+            if (e != a) diffs.Add($"strace: {e}\nnozoki: {a}");
+        }
+
+        Assert.True(diffs.Count == 0, $"{diffs.Count} line(s) differ:\n" + string.Join("\n", diffs));
+    }
+
+    [Fact]
+    public void Summary_counts_equal_strace_c()
+    {
+        using var dir = new TempDir();
+        var scratch = Scratch(dir);
+        MakeFiles(scratch);
+        string[] argv = [Fixtures.Get("syscalls"), "all", scratch];
+        var expected = SummaryRows(TraceRuns.Strace(dir, ["-c"], argv));
+        var (lines, code, stderr) = TraceRuns.Nozoki(dir, ["-c"], argv);
+        Assert.True(code == 0, $"nozoki trace -c exited {code}: {stderr}");
+        var actual = SummaryRows(lines);
+        Assert.True(expected.Count > 20, "strace -c printed too few rows:\n" + string.Join('\n', expected));
+        Assert.Equal(expected.OrderBy(kv => kv.Key, StringComparer.Ordinal), actual.OrderBy(kv => kv.Key, StringComparer.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("% time     seconds  usecs/call     calls    errors syscall", StringComparison.Ordinal));
+    }
+
+    /// <summary>syscall -> "calls/errors" from an strace -c table (the total row included).</summary>
+    private static Dictionary<string, string> SummaryRows(IEnumerable<string> lines)
+    {
+        var rows = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var line in lines)
+        {
+            var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (f.Length < 5 || !double.TryParse(f[0], System.Globalization.CultureInfo.InvariantCulture, out _)) continue;
+            var name = f[^1];
+            var errors = f.Length == 6 ? f[4] : "0";
+            rows[name] = $"{f[3]}/{errors}";
+        }
+
+        return rows;
+    }
+
+    public static TheoryData<string> Filters => new()
+    {
+        "trace=openat,close",
+        "trace=%file",
+        "trace=%desc,%memory",
+        "trace=!close,mmap",
+        "trace=/^(open|stat|newf)",
+        "status=failed",
+        "trace=%network,%signal,%process",
+    };
+
+    [Theory]
+    [MemberData(nameof(Filters))]
+    public void Filters_select_the_same_calls_as_strace(string expression)
+    {
+        using var dir = new TempDir();
+        var scratch = Scratch(dir);
+        string[] argv = [Fixtures.Get("syscalls"), "all", scratch];
+        // A seccomp filter can only stop the numbers it names: numbers the table does not know (which strace shows
+        // whatever the filter) are not stopped in a launched command.
+        static bool Keep(TraceLine l) => l.Name != "rt_sigreturn" && !l.Name.StartsWith("syscall_", StringComparison.Ordinal);
+        var expected = TraceRuns.SequencesPerPid(TraceRuns.Parse(TraceRuns.Strace(dir, ["-e", expression], argv)), Keep);
+        var (lines, code, stderr) = TraceRuns.Nozoki(dir, ["-e", expression], argv);
+        Assert.True(code == 0, $"nozoki trace exited {code}: {stderr}");
+        var actual = TraceRuns.SequencesPerPid(TraceRuns.Parse(lines), Keep);
+        Assert.Single(expected);
+        Assert.Single(actual);
+        Assert.True(expected[0].SequenceEqual(actual[0]), TraceRuns.FirstDifference(expected[0], actual[0]));
+    }
+}
