@@ -51,21 +51,7 @@ internal sealed class FdTargets(int pid, int[] watched)
         return NotWatched;
     }
 
-    private string? ReadTarget(int fd)
-    {
-        try
-        {
-            return new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget;
-        }
-        catch (IOException)
-        {
-            return null;
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
+    private string? ReadTarget(int fd) => Procfs.FdPaths.Read(pid, fd);
 
     /// <summary>fd was closed or replaced.</summary>
     public void Invalidate(int fd)

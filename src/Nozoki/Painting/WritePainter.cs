@@ -1,3 +1,4 @@
+using Nozoki.Procfs;
 using Nozoki.Syscalls;
 using Nozoki.Tracing;
 
@@ -39,23 +40,7 @@ public sealed class WritePainter : ITraceObserver
         ArgumentNullException.ThrowIfNull(fds);
         _sink = sink;
         _fds = [.. fds.Distinct()];
-        foreach (var fd in _fds) _ourTargets[fd] = LinkTarget($"/proc/self/fd/{fd}");
-    }
-
-    private static string? LinkTarget(string path)
-    {
-        try
-        {
-            return new FileInfo(path).LinkTarget;
-        }
-        catch (IOException)
-        {
-            return null;
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return null;
-        }
+        foreach (var fd in _fds) _ourTargets[fd] = FdPaths.ReadOwn(fd);
     }
 
     /// <summary>
@@ -64,7 +49,7 @@ public sealed class WritePainter : ITraceObserver
     /// painted write in flight never waits on a pipe that a held-back writer should drain.
     /// </summary>
     private bool StillOurs(int pid, int fd) =>
-        _ourTargets.GetValueOrDefault(fd) is { } ours && LinkTarget($"/proc/{pid}/fd/{fd}") == ours;
+        _ourTargets.GetValueOrDefault(fd) is { } ours && FdPaths.Read(pid, fd) == ours;
 
     /// <summary>The seccomp filter that stops the command only at these writes.</summary>
     public SeccompFilter Filter() => new(WriteSyscalls.Select(nr => new SeccompRule(nr, _fds)));

@@ -1,3 +1,5 @@
+using Nozoki.Procfs;
+
 namespace Nozoki.Syscalls;
 
 // open, openat, access, the *at flags, lseek, fcntl, and file descriptors (-y).
@@ -224,25 +226,5 @@ public sealed partial class SyscallDecoder
         Span<byte> tmp = stackalloc byte[System.Text.Encoding.UTF8.GetMaxByteCount(Math.Min(s.Length, 1024))];
         var n = System.Text.Encoding.UTF8.GetBytes(s.AsSpan(0, Math.Min(s.Length, 1024)), tmp);
         b.Append(tmp[..n]);
-    }
-}
-
-/// <summary>What a tracee's descriptor refers to, from /proc/PID/fd (used with -y only).</summary>
-internal static class FdPaths
-{
-    public static string? Read(int pid, int fd)
-    {
-        try
-        {
-            return new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget;
-        }
-        catch (IOException)
-        {
-            return null;
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return null;
-        }
     }
 }
