@@ -29,23 +29,7 @@ public sealed class ProbesHitTests
 
         for (var i = 0; i < loops; i++)
         {
-            var s = 1UL + (ulong)i; // the fixture's seed is 1
-            var e = Expected(s, name);
-            Check(byName["fixture:zero"][i], []);
-            Check(byName["fixture:one"][i], [e.U8]);
-            Check(byName["fixture:two"][i], [e.S8, e.U16]);
-            Check(byName["fixture:three"][i], [e.S16, e.U32, e.S32]);
-            Check(byName["fixture:four"][i], [e.U64, e.S64, e.U8, e.S8]);
-            Check(byName["fixture:five"][i], [e.U8, e.S8, e.U16, e.S16, e.U32]);
-            Check(byName["fixture:six"][i], [e.S32, e.U64, e.S64, e.U8, e.S16, e.Str]);
-            Check(byName["fixture:mem_unsigned"][i], [e.U8, e.U16, e.U32, e.U64]);
-            Check(byName["fixture:mem_signed"][i], [e.S8, e.S16, e.S32, e.S64]);
-            Check(byName["fixture:global_signed"][i], [e.S8, e.S16, e.S32, e.S64]);
-            Check(byName["fixture:global_unsigned"][i], [e.U8, e.U16, e.U32, e.U64]);
-            Check(byName["fixture:imm"][i], ["255", "-128", "-32768", "4294967295", "-5", "1234567890123"]);
-            Check(byName["fixture:mixed"][i], [$"{i}", e.Str, e.S32]);
-            Check(byName["fixture:guarded"][i], [$"{i}", e.S64]);
-            Check(byName["fixture:guarded2"][i], []);
+            foreach (var (probe, args) in UsdtFixtureArgs.ExecutableProbes(i, name)) Check(byName[probe][i], args);
             Check(byName["fixturelib:tick"][i], [$"{i}", $"{-i}", $"{i + 1}"]);
             Check(byName["fixturelib:ticked"][i], []);
             Check(byName["fixturelib:guarded"][i], [$"{i + 1}"]);
@@ -70,7 +54,7 @@ public sealed class ProbesHitTests
         foreach (var h in hits.Where(h => h.Probe == "fixture:four"))
         {
             var s = ulong.Parse(h.Values[0], System.Globalization.CultureInfo.InvariantCulture) & 0xffff_ffff;
-            var e = Expected(s, name);
+            var e = UsdtFixtureArgs.For(s, name);
             Check(h, [e.U64, e.S64, e.U8, e.S8]);
         }
 
@@ -79,12 +63,6 @@ public sealed class ProbesHitTests
     }
 
     private sealed record Hit(string Probe, int Tid, string[] Values);
-
-    private sealed record ExpectedValues(string U8, string S8, string U16, string S16, string U32, string S32, string U64, string S64, string Str);
-
-    private static ExpectedValues Expected(ulong s, ulong str) => new(
-        $"{(byte)s}", $"{(sbyte)-(sbyte)s}", $"{(ushort)(s * 7)}", $"{(short)-(short)(s * 7)}", $"{(uint)(s * 100003)}",
-        $"{unchecked(-(int)(s * 100003))}", $"{s * 0x100000001UL}", $"{-(long)(s * 0x100000001UL)}", $"{str}");
 
     private static void Check(Hit hit, string[] expected) =>
         Assert.True(expected.SequenceEqual(hit.Values), $"{hit.Probe}: got [{string.Join(", ", hit.Values)}], expected [{string.Join(", ", expected)}]");

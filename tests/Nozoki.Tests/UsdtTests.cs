@@ -533,13 +533,6 @@ public sealed class UsdtTests
         return ExternalProcess.SplitLines(t.StdoutFileText());
     }
 
-    private sealed record ExpectedValues(string U8, string S8, string U16, string S16, string U32, string S32, string U64, string S64, string Str);
-
-    // What usdt.c's one_iteration passes for s = seed + i (seed 1), as in ProbesHitTests.
-    private static ExpectedValues Expected(ulong s, ulong str) => new(
-        $"{(byte)s}", $"{(sbyte)-(sbyte)s}", $"{(ushort)(s * 7)}", $"{(short)-(short)(s * 7)}", $"{(uint)(s * 100003)}",
-        $"{unchecked(-(int)(s * 100003))}", $"{s * 0x100000001UL}", $"{-(long)(s * 0x100000001UL)}", $"{str}");
-
     /// <summary>Every probe of usdt.c (without the library), loop by loop, against the values the fixture computed.</summary>
     internal static void CheckEveryProbe(Dictionary<string, List<UsdtHitLine>> byName, int loops, ulong nameAddress)
     {
@@ -548,22 +541,7 @@ public sealed class UsdtTests
 
         for (var i = 0; i < loops; i++)
         {
-            var e = Expected(1UL + (ulong)i, nameAddress);
-            Check(byName["fixture:zero"][i], []);
-            Check(byName["fixture:one"][i], [e.U8]);
-            Check(byName["fixture:two"][i], [e.S8, e.U16]);
-            Check(byName["fixture:three"][i], [e.S16, e.U32, e.S32]);
-            Check(byName["fixture:four"][i], [e.U64, e.S64, e.U8, e.S8]);
-            Check(byName["fixture:five"][i], [e.U8, e.S8, e.U16, e.S16, e.U32]);
-            Check(byName["fixture:six"][i], [e.S32, e.U64, e.S64, e.U8, e.S16, e.Str]);
-            Check(byName["fixture:mem_unsigned"][i], [e.U8, e.U16, e.U32, e.U64]);
-            Check(byName["fixture:mem_signed"][i], [e.S8, e.S16, e.S32, e.S64]);
-            Check(byName["fixture:global_signed"][i], [e.S8, e.S16, e.S32, e.S64]);
-            Check(byName["fixture:global_unsigned"][i], [e.U8, e.U16, e.U32, e.U64]);
-            Check(byName["fixture:imm"][i], ["255", "-128", "-32768", "4294967295", "-5", "1234567890123"]);
-            Check(byName["fixture:mixed"][i], [$"{i}", e.Str, e.S32]);
-            Check(byName["fixture:guarded"][i], [$"{i}", e.S64]);
-            Check(byName["fixture:guarded2"][i], []);
+            foreach (var (probe, args) in UsdtFixtureArgs.ExecutableProbes(i, nameAddress)) Check(byName[probe][i], args);
         }
     }
 }
