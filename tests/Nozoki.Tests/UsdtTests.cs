@@ -26,12 +26,18 @@ public sealed class UsdtTests
 
     // ------------------------------------------------------------------ launch
 
-    [Fact]
-    public void Launch_hits_every_probe_on_every_loop_with_the_values_the_fixture_passed()
+    /// <summary>
+    /// auto: the sites whose arguments are registers, constants or stack memory get kernel uprobes, the others
+    /// (red-zone and global memory) breakpoints, in one run; ptrace: breakpoints only. Both give exact values.
+    /// </summary>
+    [Theory]
+    [InlineData("auto")]
+    [InlineData("ptrace")]
+    public void Launch_hits_every_probe_on_every_loop_with_the_values_the_fixture_passed(string via)
     {
         const int loops = 3;
         var sites = ProbesFixtures.Readelf(Exe);
-        using var nozoki = NozokiCli.Start(["usdt", "fixture:*", "--", Exe, "--loops", $"{loops}"]);
+        using var nozoki = NozokiCli.Start(["usdt", "--via", via, "fixture:*", "--", Exe, "--loops", $"{loops}"]);
         Assert.True(nozoki.WaitForExit(Timeout) == 0, nozoki.Describe());
         nozoki.AssertNoStackTrace();
         var (hits, own) = UsdtOutput.Split(nozoki.StdoutText());

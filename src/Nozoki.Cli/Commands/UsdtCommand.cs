@@ -20,9 +20,15 @@ internal static class UsdtCommand
         var json = new Option<bool>("--json") { Description = "one JSON object per hit" };
         var follow = new Option<bool>("--follow", "-f") { Description = "also probe children (fork, vfork)" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "no messages on stderr besides errors" };
+        var via = new Option<string>("--via")
+        {
+            Description = "how sites are trapped: auto (kernel uprobes where every argument is exact, else breakpoints), uprobe, ptrace",
+            DefaultValueFactory = _ => "auto",
+        };
+        via.AcceptOnlyFromAmong("auto", "uprobe", "ptrace");
         var cmd = new Command("usdt", "Trace USDT probes of a running process (-p PID) or of a command (-- CMD ARGS)")
         {
-            probes, pid, strings, count, json, follow, quiet,
+            probes, pid, strings, count, json, follow, quiet, via,
         };
         cmd.SetAction(r =>
         {
@@ -39,11 +45,20 @@ internal static class UsdtCommand
             var strArgs = r.GetValue(strings) ?? [];
             if (strArgs.Any(n => n is < 1 or > 12)) return Usage("--str takes an argument number from 1 to 12");
             if (r.GetValue(count) < 0) return Usage("--count takes a positive number");
-            var options = new UsdtOptions { StringArguments = strArgs.ToHashSet(), Count = r.GetValue(count), FollowForks = r.GetValue(follow) };
+            var options = new UsdtOptions
+            {
+                StringArguments = strArgs.ToHashSet(), Count = r.GetValue(count), FollowForks = r.GetValue(follow), Mechanism = r.GetValue(via) switch
+                {
+                    "uprobe" => UsdtMechanism.Uprobe,
+                    "ptrace" => UsdtMechanism.Ptrace,
+                    _ => UsdtMechanism.Auto,
+                },
+            };
             IUsdtSink sink = r.GetValue(json) ? new JsonUsdtSink() : new TextUsdtSink(r.GetValue(quiet));
             return target is { } p ? Attach(p, patterns, sink, options) : Launch(command, patterns, sink, new UsdtOptions
             {
                 StringArguments = options.StringArguments, Count = options.Count, FollowForks = options.FollowForks, Launched = true,
+                Mechanism = options.Mechanism,
             });
         });
         return cmd;
@@ -60,7 +75,7 @@ internal static class UsdtCommand
 
     private static int Attach(int pid, List<ProbePattern> patterns, IUsdtSink sink, UsdtOptions options)
     {
-        var tracer = new UsdtTracer(patterns, sink, options);
+        using var tracer = new UsdtTracer(patterns, sink, options);
         try
         {
             if (tracer.Resolve(pid).Count == 0)
@@ -79,7 +94,7 @@ internal static class UsdtCommand
 
     private static int Launch(string[] command, List<ProbePattern> patterns, IUsdtSink sink, UsdtOptions options)
     {
-        var tracer = new UsdtTracer(patterns, sink, options);
+        using var tracer = new UsdtTracer(patterns, sink, options);
         try
         {
             return Trace(tracer, () => TraceSession.Launch(command, tracer, SessionOptions(options)), exitWithCommand: true);
@@ -115,6 +130,7 @@ internal static class UsdtCommand
                 }))]);
         var result = session.Completion.GetAwaiter().GetResult();
         if (result.Error is not null && result.Error is not OutputClosedException) return Errors.Report(result.Error);
+        if (tracer.ReaderError is not null && tracer.ReaderError is not OutputClosedException) return Errors.Report(tracer.ReaderError);
         return exitWithCommand && result.Reason == TraceEndReason.TargetExited ? result.TargetExit?.ShellStatus ?? 0 : 0;
     }
 

@@ -17,4 +17,22 @@ internal readonly struct FdWriter(int fd)
         var errno = Fd.WriteAll(fd, data);
         if (errno != 0) throw new OutputClosedException(new IOException($"write to fd {fd}: {Libc.StrError(errno)}"));
     }
+
+    /// <summary>
+    /// Writes whole lines in writes of at most PIPE_BUF (4096) bytes: a pipe shared with other writers (the traced
+    /// command's own output) gets each write in one piece, so no line of ours is cut by theirs.
+    /// </summary>
+    public void WriteLines(ReadOnlySpan<byte> data)
+    {
+        const int PipeBuf = 4096;
+        while (data.Length > PipeBuf)
+        {
+            var cut = data[..PipeBuf].LastIndexOf((byte)'\n') + 1;
+            if (cut == 0) cut = PipeBuf; // a line longer than PIPE_BUF cannot be written in one piece anyway
+            Write(data[..cut]);
+            data = data[cut..];
+        }
+
+        if (!data.IsEmpty) Write(data);
+    }
 }

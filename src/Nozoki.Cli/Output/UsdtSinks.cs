@@ -14,6 +14,7 @@ namespace Nozoki.Cli.Output;
 internal sealed class TextUsdtSink(bool quiet) : IUsdtSink
 {
     private readonly StringBuilder _line = new();
+    private readonly ArrayBufferWriter<byte> _out = new(1 << 16);
 
     public void OnHit(in UsdtHit hit, ReadOnlySpan<UsdtArgument> args)
     {
@@ -22,7 +23,15 @@ internal sealed class TextUsdtSink(bool quiet) : IUsdtSink
             .Append(hit.Comm).Append(' ').Append(hit.Pid).Append(' ').Append(hit.Tid).Append(' ').Append(hit.Probe.Site.FullName);
         foreach (var a in args) _line.Append(' ').Append(Format(a));
         _line.Append('\n');
-        FdWriter.Stdout.Write(Encoding.UTF8.GetBytes(_line.ToString()));
+        foreach (var chunk in _line.GetChunks()) Encoding.UTF8.GetBytes(chunk.Span, _out);
+        if (_out.WrittenCount >= 1 << 16) Flush();
+    }
+
+    public void Flush()
+    {
+        if (_out.WrittenCount == 0) return;
+        FdWriter.Stdout.WriteLines(_out.WrittenSpan);
+        _out.ResetWrittenCount();
     }
 
     internal static string Format(in UsdtArgument a) => a.Status switch
@@ -71,7 +80,11 @@ internal sealed class TextUsdtSink(bool quiet) : IUsdtSink
         if (!quiet) Say($"detached from PID {pid}; every probe site and semaphore restored");
     }
 
-    private static void Say(string message) => FdWriter.Stderr.Write(Encoding.UTF8.GetBytes($"nozoki: {message}\n"));
+    private void Say(string message)
+    {
+        Flush(); // hits before the message come before it
+        FdWriter.Stderr.Write(Encoding.UTF8.GetBytes($"nozoki: {message}\n"));
+    }
 }
 
 /// <summary>One JSON object per hit: time, comm, pid, tid, probe, object, args (numbers, strings, or null).</summary>
@@ -102,7 +115,10 @@ internal sealed class JsonUsdtSink : IUsdtSink
 
         _json.WriteEndArray();
         _json.WriteEndObject();
-        Flush();
+        _json.Flush();
+        _buffer.Write("\n"u8);
+        _json.Reset(_buffer);
+        if (_buffer.WrittenCount >= 1 << 16) Flush();
     }
 
     public void OnProblem(string message)
@@ -111,7 +127,7 @@ internal sealed class JsonUsdtSink : IUsdtSink
         _json.WriteString("event", "problem");
         _json.WriteString("message", message);
         _json.WriteEndObject();
-        Flush();
+        EndEvent();
     }
 
     public void OnDetached(int pid)
@@ -120,14 +136,22 @@ internal sealed class JsonUsdtSink : IUsdtSink
         _json.WriteString("event", "detached");
         _json.WriteNumber("pid", pid);
         _json.WriteEndObject();
-        Flush();
+        EndEvent();
     }
 
-    private void Flush()
+    private void EndEvent()
     {
         _json.Flush();
         _buffer.Write("\n"u8);
-        FdWriter.Stdout.Write(_buffer.WrittenSpan);
+        _json.Reset(_buffer);
+        Flush();
+    }
+
+    public void Flush()
+    {
+        _json.Flush();
+        if (_buffer.WrittenCount == 0) return;
+        FdWriter.Stdout.WriteLines(_buffer.WrittenSpan);
         _buffer.ResetWrittenCount();
         _json.Reset(_buffer);
     }

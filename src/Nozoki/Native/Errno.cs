@@ -15,6 +15,9 @@ internal static class Errno
     internal const int EPIPE = 32;
     internal const int ECHILD = 10;
     internal const int ENOSYS = 38;
+    internal const int EACCES = 13;
+    internal const int ENOTDIR = 20;
+    internal const int ELOOP = 40;
 }
 
 /// <summary>Signal numbers for x86_64 (asm/signal.h) and their names.</summary>

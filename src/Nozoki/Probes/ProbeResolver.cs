@@ -16,6 +16,12 @@ public sealed record ResolvedProbe(
     public string ObjectPath => Object.Path;
 
     public bool HasSemaphore => SemaphoreAddress != 0;
+
+    /// <summary>Where the site's instruction is in the object's file (what a kernel uprobe is placed by); null if no PT_LOAD holds it.</summary>
+    public ulong? FileOffset { get; init; }
+
+    /// <summary>Where the semaphore is in the object's file (the uprobe's ref_ctr_offset); null without one or if no PT_LOAD holds it.</summary>
+    public ulong? SemaphoreFileOffset { get; init; }
 }
 
 /// <summary>An object of the process that was skipped (malformed ELF, unreadable file, no load bias).</summary>
@@ -89,7 +95,11 @@ public sealed class ProbeResolver
             foreach (var site in entry.Sites)
             {
                 if (!pattern.Matches(obj.Path, site)) continue;
-                probes.Add(Relocate(pid, obj, site, bias));
+                probes.Add(Relocate(pid, obj, site, bias) with
+                {
+                    FileOffset = ToFileOffset(entry.Segments, site.Address),
+                    SemaphoreFileOffset = site.SemaphoreAddress == 0 ? null : ToFileOffset(entry.Segments, site.SemaphoreAddress),
+                });
             }
         }
 
@@ -162,6 +172,18 @@ public sealed class ProbeResolver
             : site.Args;
         return new ResolvedProbe(pid, obj, site, bias, unchecked(site.Address + bias),
             site.SemaphoreAddress == 0 ? 0 : unchecked(site.SemaphoreAddress + bias), args);
+    }
+
+    /// <summary>The file offset of a link-time virtual address: inside the file bytes of the PT_LOAD that holds it.</summary>
+    public static ulong? ToFileOffset(IReadOnlyList<ElfSegment> segments, ulong address)
+    {
+        foreach (var seg in segments)
+        {
+            if (seg.Type != ElfConstants.PT_LOAD || address < seg.VirtualAddress || address - seg.VirtualAddress >= seg.FileSize) continue;
+            return address - seg.VirtualAddress + seg.Offset;
+        }
+
+        return null;
     }
 
     private ObjectEntry Load(MappedObject obj)

@@ -26,6 +26,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         public bool DetachWhenStarted;  // a new process we do not follow
         public bool Parked;             // kept stopped at the observer's request (ITraceControl.Park)
         public bool SeenByParent;       // its parent's clone/fork event has been handled
+        public bool AwaitingParent;     // reported its first stop before its parent's event: kept stopped (parked) until then
     }
 
     public void Park(int tid)
@@ -48,6 +49,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     // Tasks that exited before their parent's clone/fork event was handled (a vfork child can be born, run and
     // die first): that late event must not bring them back, or the loop would wait for them forever.
     private readonly HashSet<int> _goneEarly = [];
+    private int _awaitingParent;
     private readonly bool _seccomp = options.Filter is not null;
     private readonly bool _followForks = options.FollowForks || options.Filter is not null;
     private readonly bool _syscallStops = options.Filter is null && options.TraceSyscalls;
@@ -438,6 +440,17 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
                 var first = !t.Started;
                 t.Started = true;
                 if (first && t.Initial) _initialPending--;
+                if (first && !t.Initial && !t.SeenByParent)
+                {
+                    // Born, but its parent's clone/fork event is still to come: the observer must see it (OnNewTask)
+                    // before it runs a single instruction, so it stays stopped until then.
+                    t.AwaitingParent = true;
+                    _awaitingParent++;
+                    t.Parked = true;
+                    if (holding) t.Held = true;
+                    return;
+                }
+
                 if (first && t.DetachWhenStarted)
                 {
                     Libc.ptrace(Ptrace.DETACH, tid, 0, 0);
@@ -577,6 +590,42 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         t.SeenByParent = true;
         var isProcess = evt != Ptrace.EVENT_CLONE || t.Tgid != parent.Tgid;
         if (!_preExec) observer.OnNewTask(parent.Tid, child, t.Tgid, isProcess);
+        ReleaseNewborn(t);
+    }
+
+    /// <summary>A task that was kept stopped at birth until its parent's event: now it may run (or go, if not followed).</summary>
+    private void ReleaseNewborn(TaskState t)
+    {
+        if (!t.AwaitingParent) return;
+        _awaitingParent--;
+        t.AwaitingParent = false;
+        t.Parked = false;
+        if (t.DetachWhenStarted)
+        {
+            Libc.ptrace(Ptrace.DETACH, t.Tid, 0, t.Held ? (nint)t.PendingSignal : 0);
+            _tasks.Remove(t.Tid);
+        }
+        else if (!t.Held)
+        {
+            Resume(t, 0, holding: false);
+        }
+    }
+
+    /// <summary>
+    /// A task died: newborns still waiting for its fork/clone event will never get it (a parent killed between its
+    /// fork and the event): tell the observer about them now and let them run.
+    /// </summary>
+    private void ReleaseOrphans(TaskState gone)
+    {
+        if (_awaitingParent == 0) return;
+        foreach (var t in _tasks.Values.Where(x => x.AwaitingParent).ToList())
+        {
+            var isThread = t.Tid != t.Tgid;
+            if (isThread ? t.Tgid != gone.Tgid : ProcessInfo.TryRead(t.Tgid)?.PPid is { } ppid && _tasks.Values.Any(x => x.Tgid == ppid)) continue;
+            t.SeenByParent = true;
+            if (!_preExec) observer.OnNewTask(gone.Tid, t.Tid, t.Tgid, !isThread);
+            ReleaseNewborn(t);
+        }
     }
 
     private void Exec(TaskState t)
@@ -616,6 +665,8 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     private void TaskGone(TaskState t, int status)
     {
         _tasks.Remove(t.Tid);
+        if (t.AwaitingParent) _awaitingParent--;
+        if (_tasks.Count > 0) ReleaseOrphans(t);
         if (!t.Initial && !t.SeenByParent) _goneEarly.Add(t.Tid);
         observer.OnThreadExited(t.Tgid, t.Tid);
         if (t.Initial && !t.Started) _initialPending--;

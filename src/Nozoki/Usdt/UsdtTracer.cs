@@ -14,10 +14,16 @@ public readonly record struct UsdtHit(DateTime Time, int Pid, int Tid, string Co
 /// <summary>One evaluated argument: its value, or why it has none; Text when it was read as a C string.</summary>
 public readonly record struct UsdtArgument(ArgStatus Status, ArgValue Value, string? Text);
 
-/// <summary>Where probe hits go (called on the ptrace thread while the hitting thread is stopped).</summary>
+/// <summary>
+/// Where probe hits go. Calls never overlap: hits of breakpoint sites come from the ptrace thread while the hitting
+/// thread is stopped, hits of uprobe sites from the uprobe reader thread after the fact (the thread ran on).
+/// </summary>
 public interface IUsdtSink
 {
     void OnHit(in UsdtHit hit, ReadOnlySpan<UsdtArgument> args);
+
+    /// <summary>The hits so far should be visible now (a sink may buffer hits between flushes: uprobe hits come in batches).</summary>
+    void Flush() { }
 
     /// <summary>Something nozoki could not do (an object it could not read, a site it would not patch).</summary>
     void OnProblem(string message);
@@ -29,8 +35,24 @@ public interface IUsdtSink
     void OnDetached(int pid) { }
 }
 
+/// <summary>How a probe site is trapped.</summary>
+public enum UsdtMechanism
+{
+    /// <summary>Kernel uprobes where every argument can be read exactly from what they record, else breakpoints.</summary>
+    Auto,
+
+    /// <summary>Kernel uprobes (perf_event_open, no BPF) for every site: hits do not stop the process.</summary>
+    Uprobe,
+
+    /// <summary>int3 breakpoints through ptrace: the hitting thread stops while its arguments are read.</summary>
+    Ptrace,
+}
+
 public sealed class UsdtOptions
 {
+    /// <summary>How sites are trapped; falls back to breakpoints when the kernel has no uprobes for us.</summary>
+    public UsdtMechanism Mechanism { get; init; } = UsdtMechanism.Auto;
+
     /// <summary>1-based argument numbers to read as C strings.</summary>
     public IReadOnlySet<int> StringArguments { get; init; } = new HashSet<int>();
 
@@ -45,17 +67,22 @@ public sealed class UsdtOptions
 
     /// <summary>The session launches the command (TraceSession.Launch) rather than attaching to it.</summary>
     public bool Launched { get; init; }
+
+    /// <summary>Data pages of each thread's uprobe ring buffer (a power of two); 0: sized by the thread count.</summary>
+    public int UprobeRingPages { get; init; }
 }
 
 /// <summary>
-/// Traces USDT probes with int3 breakpoints. A probe site is a one-byte `nop`, so after the int3 traps the thread's
+/// Traces USDT probes, with kernel uprobes (see <see cref="UprobeHits"/>: the thread records its registers and runs
+/// on) or with int3 breakpoints through ptrace. The process is always ptrace-attached: the tracer needs its thread,
+/// fork, exec and dlopen events to arm everything before it runs. A breakpoint site is a one-byte `nop`, so after the int3 traps the thread's
 /// instruction pointer already points past the site: resuming it is the emulation, with no single-step stop and no
 /// window in which another thread could run the site unpatched. Semaphores are incremented while armed. Objects
 /// mapped later (dlopen) are found through the dynamic linker's rendezvous hook `_dl_debug_state`, which ld.so
 /// calls after every change of its link map (the way gdb does it); that hook is a `ret`, emulated by popping the
 /// return address. Everything patched is restored before detaching.
 /// </summary>
-public sealed class UsdtTracer : ITraceObserver
+public sealed class UsdtTracer : ITraceObserver, IDisposable
 {
     private const byte Int3 = 0xCC, Nop = 0x90, Ret = 0xC3;
     private static readonly byte[] EndBr64 = [0xF3, 0x0F, 0x1E, 0xFA];
@@ -69,6 +96,10 @@ public sealed class UsdtTracer : ITraceObserver
     private UsdtArgument[] _args = new UsdtArgument[12];
     private long _hits;
     private int _skipExecOf = -1;
+    private readonly Lock _gate = new();
+    private UprobeHits? _uprobes;
+    private bool _uprobesTried;
+    private readonly long _realtimeOffsetTicks = DateTime.UtcNow.Ticks - MonotonicNs() / 100;
 
     public UsdtTracer(IReadOnlyList<ProbePattern> patterns, IUsdtSink sink, UsdtOptions? options = null)
     {
@@ -79,14 +110,27 @@ public sealed class UsdtTracer : ITraceObserver
         _options = options ?? new UsdtOptions();
     }
 
-    /// <summary>Called (on the ptrace thread) when Count hits have been seen; typically requests a detach.</summary>
+    /// <summary>
+    /// Called when Count hits have been seen or the uprobe reader failed (see <see cref="ReaderError"/>); typically
+    /// requests a detach. Called on the ptrace thread or on the uprobe reader thread.
+    /// </summary>
     public Action? LimitReached { get; set; }
 
-    public long Hits => _hits;
+    public long Hits => Interlocked.Read(ref _hits);
 
-    private sealed class ArmedSite(ResolvedProbe probe)
+    /// <summary>Hits the kernel recorded no sample for (a uprobe ring buffer was full); each loss was reported.</summary>
+    public long Lost { get; private set; }
+
+    /// <summary>What stopped the uprobe reader (e.g. the sink's output was closed), if anything.</summary>
+    public Exception? ReaderError { get; private set; }
+
+    /// <summary>Sites armed with kernel uprobes (the others have breakpoints), over the whole session.</summary>
+    public int UprobeSites { get; private set; }
+
+    private sealed class ArmedSite(ResolvedProbe probe, bool uprobe)
     {
         public readonly ResolvedProbe Probe = probe;
+        public readonly bool Uprobe = uprobe;
     }
 
     private sealed class ProcessProbes(int pid)
@@ -95,6 +139,7 @@ public sealed class UsdtTracer : ITraceObserver
         public readonly Dictionary<ulong, ArmedSite> Sites = [];
         public readonly Dictionary<ulong, int> Semaphores = [];
         public readonly HashSet<ulong> Disarmed = [];
+        public readonly HashSet<int> Threads = [];
         public ulong RendezvousAddress;
     }
 
@@ -103,7 +148,7 @@ public sealed class UsdtTracer : ITraceObserver
 
     private List<ResolvedProbe> Match(ProbeScan scan)
     {
-        foreach (var problem in scan.Problems) _sink.OnProblem(problem.Message);
+        foreach (var problem in scan.Problems) Problem(problem.Message);
         return [.. scan.Probes.Where(p => _patterns.Any(pattern => pattern.Matches(p.ObjectPath, p.Site)))];
     }
 
@@ -111,7 +156,10 @@ public sealed class UsdtTracer : ITraceObserver
     {
         // A launched command is reported attached at its exec, and OnExec for that same image follows at once.
         if (_options.Launched) _skipExecOf = pid;
-        Arm(Get(pid));
+        var p = Get(pid);
+        foreach (var tid in ProcessInfo.ReadThreadIds(pid)) p.Threads.Add(tid);
+        p.Threads.Add(pid);
+        Arm(p);
     }
 
     public void OnExec(int pid, int tid)
@@ -122,10 +170,13 @@ public sealed class UsdtTracer : ITraceObserver
             return;
         }
 
-        // A new program: the old sites are gone with the old memory.
+        // A new program: the old sites are gone with the old memory (and its other threads with it).
+        lock (_gate) _uprobes?.CloseProcess(pid);
         _processes.Remove(pid);
-        _comms.Clear();
-        Arm(Get(pid));
+        lock (_gate) _comms.Clear();
+        var p = Get(pid);
+        p.Threads.Add(pid);
+        Arm(p);
     }
 
     private ProcessProbes Get(int pid)
@@ -143,7 +194,7 @@ public sealed class UsdtTracer : ITraceObserver
         }
         catch (TraceException e)
         {
-            _sink.OnProblem(e.Message);
+            Problem(e.Message);
             return;
         }
 
@@ -152,6 +203,12 @@ public sealed class UsdtTracer : ITraceObserver
         foreach (var probe in Match(scan))
         {
             if (p.Sites.ContainsKey(probe.Address)) continue;
+            if (WantsUprobe(probe, p.Threads.Count) && ArmUprobe(p, probe))
+            {
+                added++;
+                continue;
+            }
+
             if (ProcessMemory.Read(p.Pid, probe.Address, original).BytesRead != 1) continue;
             if (original[0] != Nop)
             {
@@ -160,14 +217,88 @@ public sealed class UsdtTracer : ITraceObserver
             }
 
             if (ProcessMemoryWriter.Write(p.Pid, probe.Address, [Int3]) != 0) continue;
-            p.Sites[probe.Address] = new ArmedSite(probe);
+            p.Sites[probe.Address] = new ArmedSite(probe, uprobe: false);
             p.Disarmed.Remove(probe.Address);
             if (probe.HasSemaphore) AddToSemaphore(p, probe.SemaphoreAddress, +1);
             added++;
         }
 
         if (p.RendezvousAddress == 0) ArmRendezvous(p, scan.Objects);
-        if (added > 0) _sink.OnArmed(p.Pid, added);
+        if (added > 0)
+        {
+            lock (_gate) _sink.OnArmed(p.Pid, added);
+        }
+    }
+
+    private bool WantsUprobe(ResolvedProbe probe, int threads)
+    {
+        if (_options.Mechanism == UsdtMechanism.Ptrace || probe.FileOffset is null) return false;
+        if (probe.HasSemaphore && probe.SemaphoreFileOffset is null) return false;
+        if (_options.Mechanism == UsdtMechanism.Auto
+            && (!UprobeHits.CanDecodeExactly(probe) || _options.StringArguments.Any(n => n <= probe.Args.Count))) return false;
+        if (!_uprobesTried)
+        {
+            _uprobesTried = true;
+            _uprobes = UprobeHits.TryCreate(new UprobeHandler(this), _gate, out var problem);
+            if (problem is not null) Problem($"{problem}; using ptrace breakpoints");
+            _uprobes?.PlanFor(threads, _options.UprobeRingPages);
+        }
+
+        return _uprobes is not null;
+    }
+
+    /// <summary>Opens the site's uprobe on every thread of the process; false (and no uprobe left) if that failed.</summary>
+    private bool ArmUprobe(ProcessProbes p, ResolvedProbe probe)
+    {
+        lock (_gate)
+        {
+            var opened = 0;
+            var error = 0;
+            foreach (var tid in p.Threads)
+            {
+                Comm(p.Pid, tid); // uprobe hits are reported later: know the name in case the thread is gone by then
+                var e = _uprobes!.Open(probe, p.Pid, tid);
+                if (e == 0) opened++;
+                else if (e != Errno.ESRCH) error = e; // a thread that just exited does not count
+            }
+
+            if (opened == 0 || error != 0)
+            {
+                if (opened > 0) _uprobes!.CloseProcess(p.Pid); // all or nothing (rare: e.g. out of file descriptors)
+                _sink.OnProblem($"{probe.Site.FullName} at 0x{probe.Address:x} in {probe.ObjectPath}: kernel uprobe failed ({ErrnoText(error)}); using a ptrace breakpoint");
+                if (error is Errno.EACCES or Errno.EPERM or Errno.ENOSYS or 95)
+                {
+                    _uprobes!.Dispose();
+                    _uprobes = null;
+                }
+
+                if (opened > 0) ReopenOthers(p, probe);
+                return false;
+            }
+        }
+
+        p.Sites[probe.Address] = new ArmedSite(probe, uprobe: true);
+        p.Disarmed.Remove(probe.Address);
+        UprobeSites++;
+        return true;
+    }
+
+    /// <summary>After an all-or-nothing close of a process's uprobes, opens those of its other uprobe sites again.</summary>
+    private void ReopenOthers(ProcessProbes p, ResolvedProbe failed)
+    {
+        if (_uprobes is null) return;
+        foreach (var site in p.Sites.Values)
+        {
+            if (!site.Uprobe || site.Probe == failed) continue;
+            foreach (var tid in p.Threads) _uprobes.Open(site.Probe, p.Pid, tid);
+        }
+    }
+
+    private static string ErrnoText(int errno) => $"{Nozoki.Syscalls.Errnos.Name(errno) ?? errno.ToString(System.Globalization.CultureInfo.InvariantCulture)}: {Libc.StrError(errno)}";
+
+    private void Problem(string message)
+    {
+        lock (_gate) _sink.OnProblem(message);
     }
 
     private void AddToSemaphore(ProcessProbes p, ulong address, int delta)
@@ -202,7 +333,7 @@ public sealed class UsdtTracer : ITraceObserver
             }
             catch (Exception e) when (e is ElfFormatException or IOException or UnauthorizedAccessException)
             {
-                _sink.OnProblem($"{obj.Path}: {e.Message}; objects loaded later will not be probed");
+                Problem($"{obj.Path}: {e.Message}; objects loaded later will not be probed");
             }
         }
     }
@@ -223,32 +354,88 @@ public sealed class UsdtTracer : ITraceObserver
             return p.Disarmed.Contains(address) && stop.SetInstructionPointer(address);
         }
 
-        // With --count N, hits after the Nth (before the detach takes effect) are not reported.
-        if (_options.Count > 0 && _hits >= _options.Count) return true;
-        Report(stop, regs with { Rip = address }, site.Probe);
-        if (++_hits == _options.Count) LimitReached?.Invoke();
+        lock (_gate)
+        {
+            // The thread's earlier uprobe hits (other sites) are in its ring already: report them first.
+            _uprobes?.Drain();
+            var memory = new ProcessMemoryReader(stop.Tid);
+            Report(DateTime.UtcNow, stop.Pid, stop.Tid, regs with { Rip = address }, ref memory, site.Probe);
+            _sink.Flush();
+        }
+
         return true;
     }
 
-    private void Report(in BreakpointStop stop, in X86Registers regs, ResolvedProbe probe)
+    /// <summary>Evaluates and reports one hit, counting it against --count. Caller holds the gate.</summary>
+    private void Report<TMemory>(DateTime time, int pid, int tid, in X86Registers regs, ref TMemory memory, ResolvedProbe probe)
+        where TMemory : struct, IProbeMemory
     {
+        // With --count N, hits after the Nth (before the detach takes effect) are not reported.
+        if (_options.Count > 0 && _hits >= _options.Count) return;
         var n = probe.Args.Count;
         if (_args.Length < n) _args = new UsdtArgument[n];
-        var memory = new ProcessMemoryReader(stop.Tid);
         for (var i = 0; i < n; i++)
         {
             var status = probe.Args[i].TryEvaluate(regs, ref memory, out var value);
             string? text = null;
             if (status == ArgStatus.Ok && _options.StringArguments.Contains(i + 1))
             {
-                text = ReadString(stop.Tid, value.AsUInt64);
+                text = ReadString(tid, value.AsUInt64);
                 if (text is null) status = ArgStatus.MemoryFault;
             }
 
             _args[i] = new UsdtArgument(status, value, text);
         }
 
-        _sink.OnHit(new UsdtHit(DateTime.UtcNow, stop.Pid, stop.Tid, Comm(stop.Pid, stop.Tid), probe), _args.AsSpan(0, n));
+        _sink.OnHit(new UsdtHit(time, pid, tid, Comm(pid, tid), probe), _args.AsSpan(0, n));
+        if (Interlocked.Increment(ref _hits) == _options.Count) LimitReached?.Invoke();
+    }
+
+    private static long MonotonicNs() => (long)(System.Diagnostics.Stopwatch.GetTimestamp() * (1_000_000_000.0 / System.Diagnostics.Stopwatch.Frequency));
+
+    /// <summary>Reads a uprobe sample's memory arguments from its recorded stack when they are there, else from the process now.</summary>
+    private readonly struct SampleMemory(byte[] stack, int length, ulong sp, int tid) : IProbeMemory
+    {
+        public MemoryReadResult Read(ulong address, Span<byte> destination)
+        {
+            if (address >= sp && address - sp + (ulong)destination.Length <= (ulong)length)
+            {
+                stack.AsSpan((int)(address - sp), destination.Length).CopyTo(destination);
+                return new MemoryReadResult(destination.Length, 0);
+            }
+
+            return ProcessMemory.Read(tid, address, destination);
+        }
+    }
+
+    private byte[] _stackCopy = new byte[(int)UprobeHits.StackBytes];
+
+    /// <summary>Receives the uprobe reader's samples (under the gate: the reader drains holding it).</summary>
+    private sealed class UprobeHandler(UsdtTracer tracer) : IUprobeSampleHandler
+    {
+        public void OnSample(in UprobeSample sample)
+        {
+            var t = tracer;
+            if (t._stackCopy.Length < sample.Stack.Length) t._stackCopy = new byte[sample.Stack.Length];
+            sample.Stack.CopyTo(t._stackCopy);
+            var memory = new SampleMemory(t._stackCopy, sample.Stack.Length, sample.Registers.Rsp, sample.Tid);
+            var time = new DateTime(t._realtimeOffsetTicks + sample.MonotonicNs / 100, DateTimeKind.Utc);
+            t.Report(time, sample.Pid, sample.Tid, sample.Registers, ref memory, sample.Probe);
+        }
+
+        public void OnDrained() => tracer._sink.Flush();
+
+        public void OnLost(int pid, int tid, ulong count)
+        {
+            tracer.Lost += (long)count;
+            tracer._sink.OnProblem($"{count} probe hits of thread {tid} (PID {pid}) were lost: the kernel's ring buffer was full (output too slow)");
+        }
+
+        public void OnReaderFailed(Exception error)
+        {
+            tracer.ReaderError = error;
+            tracer.LimitReached?.Invoke();
+        }
     }
 
     /// <summary>The C string at address, cut at MaxStringLength ("..."), or null if not even its first byte is readable.</summary>
@@ -290,16 +477,25 @@ public sealed class UsdtTracer : ITraceObserver
 
     public void OnNewTask(int parentTid, int newTid, int newPid, bool isProcess)
     {
-        if (!isProcess) return;
+        if (!isProcess)
+        {
+            // A new thread: its uprobes are per thread, so open them before it runs.
+            if (_processes.TryGetValue(newPid, out var owner) && owner.Threads.Add(newTid)) OpenUprobes(owner, newTid);
+            return;
+        }
+
         var parentPid = ProcessInfo.ReadTgid(parentTid);
         if (!_processes.TryGetValue(parentPid, out var parent)) return;
         if (_options.FollowForks)
         {
             // The child has the parent's breakpoints and semaphores: the same sites, in its own copy of the memory.
+            // Uprobe sites have the kernel's int3 in the copy too; the child's own events make it count as wanted.
             var child = Get(newPid);
             foreach (var (address, site) in parent.Sites) child.Sites[address] = site;
             foreach (var (address, count) in parent.Semaphores) child.Semaphores[address] = count;
             child.RendezvousAddress = parent.RendezvousAddress;
+            child.Threads.Add(newTid);
+            OpenUprobes(child, newTid);
             return;
         }
 
@@ -307,22 +503,56 @@ public sealed class UsdtTracer : ITraceObserver
         if (Kcmp.SameMemory(parentPid, newPid)) return;
 
         // Not followed: the child has not run yet; give it back its original bytes and semaphores before it does.
+        // Uprobe sites are the kernel's, but the child's copy has their int3 and semaphore counts (+1 per site) too;
+        // the kernel finds nothing to undo in the child afterwards, as the byte there is no int3 any more.
         var copy = new ProcessProbes(newPid);
-        foreach (var (address, site) in parent.Sites) copy.Sites[address] = site;
-        foreach (var (address, count) in parent.Semaphores) copy.Semaphores[address] = count;
+        foreach (var (address, site) in parent.Sites)
+        {
+            copy.Sites[address] = site;
+            if (site.Uprobe && site.Probe.HasSemaphore)
+                copy.Semaphores[site.Probe.SemaphoreAddress] = copy.Semaphores.GetValueOrDefault(site.Probe.SemaphoreAddress) + 1;
+        }
+
+        foreach (var (address, count) in parent.Semaphores) copy.Semaphores[address] = copy.Semaphores.GetValueOrDefault(address) + count;
         copy.RendezvousAddress = parent.RendezvousAddress;
-        Disarm(copy);
+        Disarm(copy, uprobeSitesToo: true);
+    }
+
+    private void OpenUprobes(ProcessProbes p, int tid)
+    {
+        if (_uprobes is null) return;
+        lock (_gate)
+        {
+            foreach (var site in p.Sites.Values)
+            {
+                if (!site.Uprobe) continue;
+                _comms.Remove(tid); // a reused thread id
+                Comm(p.Pid, tid);
+                var e = _uprobes.Open(site.Probe, p.Pid, tid);
+                if (e is not (0 or Errno.ESRCH))
+                    _sink.OnProblem($"{site.Probe.Site.FullName}: kernel uprobe for new thread {tid} failed ({ErrnoText(e)}); its hits will be missed");
+            }
+        }
+    }
+
+    public void OnThreadExited(int pid, int tid)
+    {
+        if (_processes.TryGetValue(pid, out var p)) p.Threads.Remove(tid);
+        lock (_gate) _uprobes?.CloseThread(tid);
     }
 
     public void OnDetaching(int pid)
     {
+        // Closing the events drains what is left and has the kernel restore the bytes and semaphores.
+        lock (_gate) _uprobes?.CloseProcess(pid);
         if (_processes.Remove(pid, out var p)) Disarm(p);
     }
 
-    private void Disarm(ProcessProbes p)
+    private void Disarm(ProcessProbes p, bool uprobeSitesToo = false)
     {
-        foreach (var address in p.Sites.Keys)
+        foreach (var (address, site) in p.Sites)
         {
+            if (site.Uprobe && !uprobeSitesToo) continue;
             ProcessMemoryWriter.Write(p.Pid, address, [Nop]);
             p.Disarmed.Add(address);
         }
@@ -336,9 +566,29 @@ public sealed class UsdtTracer : ITraceObserver
 
     public void OnProcessExited(int pid, ExitStatus status)
     {
-        _processes.Remove(pid);
-        _sink.OnProcessExited(pid, status);
+        lock (_gate)
+        {
+            _uprobes?.CloseProcess(pid);
+            _processes.Remove(pid);
+            _sink.OnProcessExited(pid, status);
+        }
     }
 
-    public void OnDetached(int pid) => _sink.OnDetached(pid);
+    public void OnDetached(int pid)
+    {
+        lock (_gate) _sink.OnDetached(pid);
+    }
+
+    /// <summary>Stops the uprobe reader (after draining) and closes its events; safe to call more than once.</summary>
+    public void Dispose()
+    {
+        UprobeHits? u;
+        lock (_gate)
+        {
+            u = _uprobes;
+            _uprobes = null;
+        }
+
+        u?.Dispose();
+    }
 }

@@ -1,0 +1,466 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using Nozoki.Native;
+using Nozoki.Probes;
+using Nozoki.Tracing;
+
+namespace Nozoki.Usdt;
+
+/// <summary>One uprobe hit as the kernel recorded it. Valid only during the call that receives it.</summary>
+internal readonly ref struct UprobeSample
+{
+    public required long MonotonicNs { get; init; }
+    public required int Pid { get; init; }
+    public required int Tid { get; init; }
+    public required ResolvedProbe Probe { get; init; }
+    public required X86Registers Registers { get; init; }
+
+    /// <summary>The bytes from the stack pointer up (empty when the probe's arguments do not need them).</summary>
+    public required ReadOnlySpan<byte> Stack { get; init; }
+}
+
+/// <summary>Receives what <see cref="UprobeHits"/> drains (on its reader thread, or on whichever thread drains).</summary>
+internal interface IUprobeSampleHandler
+{
+    void OnSample(in UprobeSample sample);
+
+    /// <summary>A drain handed over all it found.</summary>
+    void OnDrained();
+
+    /// <summary>The kernel dropped <paramref name="count"/> samples of <paramref name="tid"/>: its ring buffer was full.</summary>
+    void OnLost(int pid, int tid, ulong count);
+
+    /// <summary>The reader thread failed (typically the sink's output was closed); no more samples will come.</summary>
+    void OnReaderFailed(Exception error);
+}
+
+/// <summary>
+/// Kernel uprobes for probe sites, through perf_event_open and no BPF: the kernel puts the breakpoint on the file's
+/// page, and on each hit records the registers the site's arguments need (and, when an argument is in stack memory,
+/// the top of the stack) into a ring buffer shared with us, then lets the thread run on. No ptrace stop per hit:
+/// a hit costs the thread about a microsecond instead of a round trip through the tracer. Events are per thread
+/// (one ring buffer per thread, the thread's other events redirected into it); semaphores are counted by the kernel
+/// (ref_ctr_offset). A reader thread drains the buffers; losses (a full buffer) are reported, never silent.
+/// Every method but the reader takes <see cref="Gate"/>; callers that also call the sink take it too.
+/// </summary>
+internal sealed unsafe class UprobeHits : IDisposable
+{
+    /// <summary>Bytes of stack recorded per hit for probes with stack-memory arguments.</summary>
+    public const uint StackBytes = 2048;
+
+    /// <summary>All ring buffers together stay within this many pages (64 MiB) when the process has many threads.</summary>
+    private const int PageBudget = 16384;
+    private const int MaxPagesPerRing = 2048, MinPagesPerRing = 8;
+
+    private readonly int _pmuType;
+    private readonly IUprobeSampleHandler _handler;
+    private readonly Dictionary<int, Ring> _rings = [];
+    private readonly Dictionary<ulong, Registered> _byId = [];
+    private readonly Thread _reader;
+    private volatile bool _stopping;
+    private int _pagesPerRing = MaxPagesPerRing;
+    private bool _countLost = true;
+    private int _version;
+    private byte[] _batch = new byte[1 << 16];
+    private readonly List<(ulong Time, int Offset, int Length, Ring Ring)> _records = [];
+    private readonly ulong[] _regs = new ulong[24];
+
+    private sealed class Ring(int pid, int tid, int leaderFd, nint mapping, nuint length, int pages)
+    {
+        public readonly int Pid = pid, Tid = tid, LeaderFd = leaderFd;
+        public readonly nint Mapping = mapping;
+        public readonly nuint Length = length;
+        public readonly ulong DataSize = (ulong)pages * (ulong)Environment.SystemPageSize;
+        public readonly List<int> Fds = [leaderFd];
+        public readonly List<ulong> Ids = [];
+        public ulong LostReported;          // by LOST records so far
+        public byte* Data => (byte*)Mapping + Environment.SystemPageSize;
+        public ulong* Head => (ulong*)((byte*)Mapping + PerfMmapPage.DataHead);
+        public ulong* Tail => (ulong*)((byte*)Mapping + PerfMmapPage.DataTail);
+    }
+
+    private sealed record Registered(ResolvedProbe Probe, ulong RegsMask);
+
+    private UprobeHits(int pmuType, IUprobeSampleHandler handler, Lock gate)
+    {
+        _pmuType = pmuType;
+        _handler = handler;
+        Gate = gate;
+        _reader = new Thread(ReadLoop) { IsBackground = true, Name = "nozoki uprobe reader" };
+        _reader.Start();
+    }
+
+    /// <summary>Serializes ring changes, draining and (for the owner) sink calls.</summary>
+    public Lock Gate { get; }
+
+    /// <summary>A reader over the kernel's uprobe PMU, or null (with why) when this kernel has none.</summary>
+    public static UprobeHits? TryCreate(IUprobeSampleHandler handler, Lock gate, out string? problem)
+    {
+        problem = null;
+        if (Perf.UprobePmuType() is not { } type)
+        {
+            problem = "this kernel has no uprobe PMU (/sys/bus/event_source/devices/uprobe)";
+            return null;
+        }
+
+        return new UprobeHits(type, handler, gate);
+    }
+
+    /// <summary>Sizes the ring buffers of a process with <paramref name="threads"/> threads (call before opening).</summary>
+    public void PlanFor(int threads, int pages = 0)
+    {
+        if (pages > 0)
+        {
+            _pagesPerRing = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)pages);
+            return;
+        }
+
+        pages = MaxPagesPerRing;
+        while (pages > MinPagesPerRing && pages * Math.Max(1, threads) > PageBudget) pages /= 2;
+        _pagesPerRing = pages;
+    }
+
+    /// <summary>
+    /// Whether every argument of <paramref name="probe"/> can be evaluated exactly from what a uprobe records:
+    /// registers, constants, and memory relative to the stack or frame pointer (inside the recorded stack, which
+    /// starts at the stack pointer: the red zone below it, where leaf functions keep locals, is not recorded).
+    /// </summary>
+    public static bool CanDecodeExactly(ResolvedProbe probe) =>
+        probe.Args.All(a => a.Location != ArgLocation.Memory
+            || (a.Segment == SegmentOverride.None && a.Index == X86Register.None && a.Symbol is null
+                && ((a.Base == X86Register.Rsp && a.Displacement >= 0 && a.Displacement + a.Size <= StackBytes) || a.Base == X86Register.Rbp)));
+
+    /// <summary>Opens the probe's uprobe for one thread. Returns 0, or the errno of what failed.</summary>
+    public int Open(ResolvedProbe probe, int pid, int tid)
+    {
+        if (probe.FileOffset is not { } offset) return Errno.ENOENT;
+        var mask = RegsMask(probe.Args, out var stack);
+        var fd = -1;
+        var error = Errno.ENOENT;
+        foreach (var path in KernelPaths(probe.Object))
+        {
+            fd = Perf.OpenUprobe(_pmuType, path, offset, probe.SemaphoreFileOffset ?? 0, tid, mask, stack ? StackBytes : 0u,
+                (uint)((ulong)_pagesPerRing * (ulong)Environment.SystemPageSize / 4), _countLost);
+            if (fd >= 0) break;
+            error = Marshal.GetLastPInvokeError();
+            if (error == Errno.EINVAL && _countLost)
+            {
+                // Before Linux 6.0 there is no per-event lost count; LOST records still report losses.
+                _countLost = false;
+                fd = Perf.OpenUprobe(_pmuType, path, offset, probe.SemaphoreFileOffset ?? 0, tid, mask, stack ? StackBytes : 0u,
+                    (uint)((ulong)_pagesPerRing * (ulong)Environment.SystemPageSize / 4), _countLost);
+                if (fd >= 0) break;
+                error = Marshal.GetLastPInvokeError();
+            }
+
+            if (error is not (Errno.ENOENT or Errno.EACCES or Errno.ENOTDIR or Errno.ELOOP)) break;
+        }
+
+        if (fd < 0) return error;
+        if (!Perf.TryGetId(fd, out var id))
+        {
+            error = Marshal.GetLastPInvokeError();
+            Libc.close(fd);
+            return error;
+        }
+
+        if (_rings.TryGetValue(tid, out var ring))
+        {
+            if (!Perf.SetOutput(fd, ring.LeaderFd))
+            {
+                error = Marshal.GetLastPInvokeError();
+                Libc.close(fd);
+                return error;
+            }
+
+            ring.Fds.Add(fd);
+        }
+        else
+        {
+            var pages = _pagesPerRing;
+            nint mapping;
+            nuint length;
+            // Unprivileged users have a locked-memory budget for these buffers (perf_event_mlock_kb): ask for less.
+            while ((mapping = Perf.MapRing(fd, pages, out length)) == 0 && pages > 1) pages /= 2;
+            if (mapping == 0)
+            {
+                error = Marshal.GetLastPInvokeError();
+                Libc.close(fd);
+                return error;
+            }
+
+            ring = new Ring(pid, tid, fd, mapping, length, pages);
+            _rings[tid] = ring;
+            _version++;
+        }
+
+        ring.Ids.Add(id);
+        _byId[id] = new Registered(probe, mask);
+        return 0;
+    }
+
+    /// <summary>Drains and closes the events of one thread (it exited). Closing removes the kernel's breakpoints.</summary>
+    public void CloseThread(int tid)
+    {
+        if (!_rings.ContainsKey(tid)) return;
+        try
+        {
+            Drain();
+        }
+        finally
+        {
+            if (_rings.Remove(tid, out var ring)) Rethrow(Close(ring));
+        }
+    }
+
+    /// <summary>
+    /// Drains and closes every event of a process (detach, exit, exec). When this returns the kernel has removed its
+    /// breakpoints from the process (where no other event wants them) and taken its counts off the semaphores.
+    /// </summary>
+    public void CloseProcess(int pid)
+    {
+        if (!_rings.Values.Any(r => r.Pid == pid)) return;
+        try
+        {
+            Drain();
+        }
+        finally
+        {
+            Exception? error = null;
+            foreach (var ring in _rings.Values.Where(r => r.Pid == pid).ToList())
+            {
+                _rings.Remove(ring.Tid);
+                error ??= Close(ring);
+            }
+
+            Rethrow(error);
+        }
+    }
+
+    public bool HasEvents(int pid) => _rings.Values.Any(r => r.Pid == pid);
+
+    /// <summary>Closes a ring's events (never throws: the kernel must get its breakpoints back); returns what reporting a loss threw.</summary>
+    private Exception? Close(Ring ring)
+    {
+        // A loss is recorded in the ring only when a later sample fits again; the events' own counts catch the rest.
+        ulong lost = 0;
+        if (_countLost)
+        {
+            foreach (var fd in ring.Fds)
+            {
+                if (Perf.TryReadCounts(fd, out _, out var l)) lost += l;
+            }
+        }
+
+        foreach (var id in ring.Ids) _byId.Remove(id);
+        foreach (var fd in ring.Fds) Libc.close(fd);
+        Perf.Unmap(ring.Mapping, ring.Length);
+        _version++;
+        if (lost <= ring.LostReported) return null;
+        try
+        {
+            _handler.OnLost(ring.Pid, ring.Tid, lost - ring.LostReported);
+            return null;
+        }
+        catch (Exception e)
+        {
+            return e;
+        }
+    }
+
+    private static void Rethrow(Exception? e)
+    {
+        if (e is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+    }
+
+    /// <summary>
+    /// Copies every record out of every ring, then hands the samples to the handler in time order (threads write
+    /// their own rings, so only a merge puts hits of different threads in order). Caller holds <see cref="Gate"/>.
+    /// </summary>
+    public void Drain()
+    {
+        _records.Clear();
+        var used = 0;
+        foreach (var ring in _rings.Values)
+        {
+            var head = Volatile.Read(ref *ring.Head);
+            var tail = *ring.Tail;
+            while (tail < head)
+            {
+                var at = tail & (ring.DataSize - 1);
+                // Records are 8-byte aligned and the buffer a power of two: a header never wraps, a body may.
+                var size = *(ushort*)(ring.Data + at + 6);
+                if (size < 8) break;
+                if (used + size > _batch.Length) Array.Resize(ref _batch, Math.Max(_batch.Length * 2, used + size));
+                var first = (int)Math.Min((ulong)size, ring.DataSize - at);
+                new ReadOnlySpan<byte>(ring.Data + at, first).CopyTo(_batch.AsSpan(used));
+                if (first < size) new ReadOnlySpan<byte>(ring.Data, size - first).CopyTo(_batch.AsSpan(used + first));
+                _records.Add((RecordTime(_batch.AsSpan(used, size)), used, size, ring));
+                used += size;
+                tail += size;
+            }
+
+            // Our reads of the data must be done before the kernel may overwrite it.
+            Interlocked.MemoryBarrier();
+            Volatile.Write(ref *ring.Tail, tail);
+        }
+
+        if (_records.Count == 0) return;
+        if (_records.Count > 1) _records.Sort(static (a, b) => a.Time.CompareTo(b.Time));
+        foreach (var (_, offset, length, ring) in _records) Dispatch(_batch.AsSpan(offset, length), ring);
+        _handler.OnDrained();
+    }
+
+    private static ulong RecordTime(ReadOnlySpan<byte> record)
+    {
+        var type = BinaryPrimitives.ReadUInt32LittleEndian(record);
+        // Sample: header, identifier, pid/tid, time. Anything else (a loss) sorts first.
+        return type == Perf.RECORD_SAMPLE && record.Length >= 32 ? BinaryPrimitives.ReadUInt64LittleEndian(record[24..]) : 0;
+    }
+
+    private void Dispatch(ReadOnlySpan<byte> record, Ring ring)
+    {
+        var type = BinaryPrimitives.ReadUInt32LittleEndian(record);
+        if (type == Perf.RECORD_LOST && record.Length >= 24)
+        {
+            var lost = BinaryPrimitives.ReadUInt64LittleEndian(record[16..]);
+            ring.LostReported += lost;
+            _handler.OnLost(ring.Pid, ring.Tid, lost);
+            return;
+        }
+
+        if (type != Perf.RECORD_SAMPLE || record.Length < 40) return;
+        var id = BinaryPrimitives.ReadUInt64LittleEndian(record[8..]);
+        if (!_byId.TryGetValue(id, out var reg)) return;
+        var pid = BinaryPrimitives.ReadInt32LittleEndian(record[16..]);
+        var tid = BinaryPrimitives.ReadInt32LittleEndian(record[20..]);
+        var time = BinaryPrimitives.ReadUInt64LittleEndian(record[24..]);
+        var p = 32;
+        var abi = BinaryPrimitives.ReadUInt64LittleEndian(record[p..]);
+        p += 8;
+        Array.Clear(_regs);
+        if (abi == Perf.REGS_ABI_64)
+        {
+            for (var bit = 0; bit < _regs.Length; bit++)
+            {
+                if ((reg.RegsMask & (1UL << bit)) == 0) continue;
+                if (p + 8 > record.Length) return;
+                _regs[bit] = BinaryPrimitives.ReadUInt64LittleEndian(record[p..]);
+                p += 8;
+            }
+        }
+
+        ReadOnlySpan<byte> stack = default;
+        if (p + 8 <= record.Length)
+        {
+            var size = (int)BinaryPrimitives.ReadUInt64LittleEndian(record[p..]);
+            p += 8;
+            if (size > 0 && p + size + 8 <= record.Length)
+            {
+                var dyn = (int)Math.Min((ulong)size, BinaryPrimitives.ReadUInt64LittleEndian(record[(p + size)..]));
+                stack = record.Slice(p, dyn);
+            }
+        }
+
+        var r = _regs;
+        _handler.OnSample(new UprobeSample
+        {
+            MonotonicNs = (long)time,
+            Pid = pid,
+            Tid = tid,
+            Probe = reg.Probe,
+            Registers = new X86Registers(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[16], r[17], r[18], r[19], r[20], r[21], r[22], r[23],
+                r[8], r[9], 0, 0),
+            Stack = stack,
+        });
+    }
+
+    /// <summary>perf's x86 register numbers (PERF_REG_X86_*) for the registers the arguments read, and the stack pointer.</summary>
+    private static ulong RegsMask(IReadOnlyList<ArgSpec> args, out bool stack)
+    {
+        const int SP = 7, IP = 8;
+        var mask = 1UL << SP | 1UL << IP;
+        stack = false;
+        foreach (var a in args)
+        {
+            switch (a.Location)
+            {
+                case ArgLocation.Register:
+                    mask |= Bit(a.Register.Register);
+                    break;
+                case ArgLocation.Memory:
+                    mask |= Bit(a.Base) | Bit(a.Index);
+                    stack |= a.Base is X86Register.Rsp or X86Register.Rbp;
+                    break;
+            }
+        }
+
+        return mask;
+    }
+
+    private static ulong Bit(X86Register r) => r switch
+    {
+        >= X86Register.Rax and <= X86Register.Rsp => 1UL << ((int)r - (int)X86Register.Rax),
+        >= X86Register.R8 and <= X86Register.R15 => 1UL << (16 + (int)r - (int)X86Register.R8),
+        X86Register.Rip => 1UL << 8,
+        _ => 0,
+    };
+
+    /// <summary>Paths by which the kernel finds the very file the process mapped: map_files, then its root, then ours.</summary>
+    private static IEnumerable<string> KernelPaths(Procfs.MappedObject obj)
+    {
+        yield return obj.MapFilesPath;
+        yield return $"/proc/{obj.Pid}/root{obj.Path}";
+        yield return obj.Path;
+    }
+
+    private void ReadLoop()
+    {
+        var fds = Array.Empty<PollFd>();
+        var seen = -1;
+        while (!_stopping)
+        {
+            lock (Gate)
+            {
+                if (seen != _version)
+                {
+                    fds = [.. _rings.Values.Select(r => new PollFd { Fd = r.LeaderFd, Events = 1 /* POLLIN */ })];
+                    seen = _version;
+                }
+            }
+
+            fixed (PollFd* p = fds) Libc.poll(p, (ulong)fds.Length, 10);
+            if (_stopping) break;
+            try
+            {
+                lock (Gate) Drain();
+            }
+            catch (Exception e)
+            {
+                _stopping = true;
+                _handler.OnReaderFailed(e);
+            }
+        }
+    }
+
+    /// <summary>Stops the reader, drains what is left and closes every event.</summary>
+    public void Dispose()
+    {
+        _stopping = true;
+        if (Thread.CurrentThread != _reader) _reader.Join();
+        lock (Gate)
+        {
+            try
+            {
+                Drain();
+            }
+            finally
+            {
+                Exception? error = null;
+                foreach (var ring in _rings.Values) error ??= Close(ring);
+                _rings.Clear();
+                Rethrow(error);
+            }
+        }
+    }
+}

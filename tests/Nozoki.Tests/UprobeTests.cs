@@ -1,0 +1,115 @@
+using System.Text.RegularExpressions;
+using Nozoki.Probes;
+using Nozoki.Tests.Helpers;
+using Nozoki.Tracing;
+using Nozoki.Usdt;
+
+namespace Nozoki.Tests;
+
+/// <summary>
+/// The UsdtTracer library with kernel uprobes (perf_event_open, no BPF): which sites get uprobes, that a hit storm
+/// into a ring buffer nobody drains in time loses hits loudly (counted, reported) and never silently, and that the
+/// process runs on unharmed.
+/// </summary>
+[Collection(PtraceCollection.Name)]
+public sealed partial class UprobeTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(120);
+
+    private sealed class CollectingSink : IUsdtSink
+    {
+        public readonly List<(string Probe, int Tid, string Args)> Hits = [];
+        public readonly List<string> Problems = [];
+        public int StallFirstHitMs;
+        public int Flushes;
+
+        public void OnHit(in UsdtHit hit, ReadOnlySpan<UsdtArgument> args)
+        {
+            if (StallFirstHitMs > 0 && Hits.Count == 0) Thread.Sleep(StallFirstHitMs);
+            var text = string.Join(' ', args.ToArray().Select(a => a.Status == ArgStatus.Ok ? a.Value.ToString() : $"<{a.Status}>"));
+            Hits.Add((hit.Probe.Site.FullName, hit.Tid, text));
+        }
+
+        public void OnProblem(string message) => Problems.Add(message);
+
+        public void Flush() => Flushes++;
+    }
+
+    private static (UsdtTracer Tracer, TraceResult Result) Launch(string[] command, CollectingSink sink, UsdtOptions options)
+    {
+        Assert.True(ProbePattern.TryParse("fixture:*", out var pattern, out _));
+        var tracer = new UsdtTracer([pattern], sink, options);
+        using (tracer)
+        {
+            var session = TraceSession.Launch(command, tracer, new TraceOptions
+            {
+                StageCommand = [NozokiCli.DotnetHost, NozokiCli.DllPath], TraceSyscalls = false, InterceptChildren = true,
+            });
+            using (session)
+            {
+                Assert.True(session.Completion.Wait(Timeout), "the session did not end");
+                return (tracer, session.Completion.Result);
+            }
+        }
+    }
+
+    // Arguments a uprobe cannot record exactly: below the stack pointer (the red zone) or in global memory.
+    [GeneratedRegex(@"-\d+\(%rsp\)|\(%rip\)")]
+    private static partial Regex NotRecordedRegex();
+
+    [Theory]
+    [InlineData(UsdtMechanism.Auto)]
+    [InlineData(UsdtMechanism.Uprobe)]
+    [InlineData(UsdtMechanism.Ptrace)]
+    public void Each_mechanism_arms_the_sites_it_should_and_every_hit_is_reported_in_order(UsdtMechanism mechanism)
+    {
+        const int loops = 50;
+        var sites = ProbesFixtures.Readelf(ProbesFixtures.Exe);
+        var exact = sites.Count(s => !NotRecordedRegex().IsMatch(s.Arguments));
+        Assert.InRange(exact, 1, sites.Count - 4); // the fixture has both kinds
+
+        var sink = new CollectingSink();
+        var (tracer, result) = Launch([ProbesFixtures.Exe, "--loops", $"{loops}"], sink,
+            new UsdtOptions { Launched = true, Mechanism = mechanism });
+
+        Assert.Null(result.Error);
+        Assert.Equal(new ExitStatus(0, 0), result.TargetExit);
+        Assert.Empty(sink.Problems);
+        Assert.Equal(mechanism switch { UsdtMechanism.Auto => exact, UsdtMechanism.Uprobe => sites.Count, _ => 0 }, tracer.UprobeSites);
+        Assert.Equal(0, tracer.Lost);
+
+        // Every site on every loop, in the fixture's order (note order): uprobe hits (recorded by the kernel, reported
+        // later) and breakpoint hits (reported at once) merge back into the order they happened in on the thread.
+        var order = sites.Select(s => $"{s.Provider}:{s.Name}").ToList();
+        Assert.Equal(Enumerable.Range(0, loops).SelectMany(_ => order), sink.Hits.Select(h => h.Probe));
+        Assert.Single(sink.Hits.Select(h => h.Tid).Distinct());
+        var ones = sink.Hits.Where(h => h.Probe == "fixture:one").Select(h => h.Args);
+        Assert.Equal(Enumerable.Range(1, loops).Select(i => $"{i}"), ones);
+        if (mechanism != UsdtMechanism.Uprobe)
+        {
+            var mem = sink.Hits.Where(h => h.Probe == "fixture:mem_signed").Select(h => h.Args).ToList();
+            Assert.Equal(UsdtFixtureArgs.ExecutableProbes(0, 0).Single(p => p.Probe == "fixture:mem_signed").Args, mem[0].Split(' '));
+        }
+    }
+
+    [Fact]
+    public void A_ring_buffer_that_overflows_loses_hits_loudly_and_never_silently()
+    {
+        const int loops = 100_000;
+        var sink = new CollectingSink { StallFirstHitMs = 1000 };
+        // 8 pages (32 KiB) hold a few hundred samples; the reader sleeps a second on its first hit while the loop runs on.
+        var (tracer, result) = Launch([ProbesFixtures.Exe, "--loops", $"{loops}"], sink,
+            new UsdtOptions { Launched = true, Mechanism = UsdtMechanism.Uprobe, UprobeRingPages = 8 });
+
+        Assert.Null(result.Error);
+        Assert.Equal(new ExitStatus(0, 0), result.TargetExit); // the process was never held up by the full buffer
+        var hits = sink.Hits.Count(h => h.Probe == "fixture:one");
+        Assert.True(tracer.Lost > 0, $"nothing lost with {hits} hits reported");
+        Assert.Equal(loops * ProbesFixtures.Readelf(ProbesFixtures.Exe).Count, sink.Hits.Count + tracer.Lost);
+        Assert.Contains(sink.Problems, p => p.Contains("were lost: the kernel's ring buffer was full", StringComparison.Ordinal));
+        // What was reported is in order with no duplicates: each thread's ring is read in order.
+        var values = sink.Hits.Where(h => h.Probe == "fixture:one").Select(h => byte.Parse(h.Args, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        Assert.True(values.Count < loops);
+        Assert.True(sink.Flushes > 0);
+    }
+}
