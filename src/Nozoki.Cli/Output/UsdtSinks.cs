@@ -13,18 +13,94 @@ namespace Nozoki.Cli.Output;
 /// <summary>`TIME COMM PID TID provider:name arg1 arg2 ...` lines on stdout; messages on stderr.</summary>
 internal sealed class TextUsdtSink(bool quiet) : IUsdtSink
 {
-    private readonly StringBuilder _line = new();
     private readonly ArrayBufferWriter<byte> _out = new(1 << 16);
+
+    // Hits can come a million a second (uprobes): the line is built without allocating, from cached pieces.
+    private readonly Dictionary<int, (string Comm, int Pid, byte[] Bytes)> _who = [];
+    private readonly Dictionary<object, byte[]> _names = new(ReferenceEqualityComparer.Instance);
+    private long _offsetTicks;
+    private long _offsetHour = -1;
 
     public void OnHit(in UsdtHit hit, ReadOnlySpan<UsdtArgument> args)
     {
-        _line.Clear();
-        _line.Append(hit.Time.ToLocalTime().ToString("HH:mm:ss.ffffff", CultureInfo.InvariantCulture)).Append(' ')
-            .Append(hit.Comm).Append(' ').Append(hit.Pid).Append(' ').Append(hit.Tid).Append(' ').Append(hit.Probe.Site.FullName);
-        foreach (var a in args) _line.Append(' ').Append(Format(a));
-        _line.Append('\n');
-        foreach (var chunk in _line.GetChunks()) Encoding.UTF8.GetBytes(chunk.Span, _out);
+        var span = _out.GetSpan(512);
+        var n = WriteTime(hit.Time, span);
+        span[n++] = (byte)' ';
+        if (!_who.TryGetValue(hit.Tid, out var who) || !ReferenceEquals(who.Comm, hit.Comm) || who.Pid != hit.Pid)
+            _who[hit.Tid] = who = (hit.Comm, hit.Pid, Encoding.UTF8.GetBytes(string.Create(CultureInfo.InvariantCulture, $"{hit.Comm} {hit.Pid} {hit.Tid} ")));
+        if (!_names.TryGetValue(hit.Probe, out var name)) _names[hit.Probe] = name = Encoding.UTF8.GetBytes(hit.Probe.Site.FullName);
+        if (n + who.Bytes.Length + name.Length + 1 > span.Length) span = Grow(n, who.Bytes.Length + name.Length + 1);
+        who.Bytes.CopyTo(span[n..]);
+        n += who.Bytes.Length;
+        name.CopyTo(span[n..]);
+        n += name.Length;
+        foreach (var a in args)
+        {
+            if (n + 24 > span.Length) span = Grow(n, 24);
+            span[n++] = (byte)' ';
+            if (a.Status == ArgStatus.Ok && a.Text is null)
+            {
+                var v = a.Value;
+                var ok = v.Signed ? v.AsInt64.TryFormat(span[n..], out var w, default, CultureInfo.InvariantCulture)
+                    : v.AsUInt64.TryFormat(span[n..], out w, default, CultureInfo.InvariantCulture);
+                if (!ok) throw new InvalidOperationException("no room for a number");
+                n += w;
+                continue;
+            }
+
+            var text = Encoding.UTF8.GetBytes(Format(a));
+            if (n + text.Length > span.Length) span = Grow(n, text.Length);
+            text.CopyTo(span[n..]);
+            n += text.Length;
+        }
+
+        if (n + 1 > span.Length) span = Grow(n, 1);
+        span[n++] = (byte)'\n';
+        _out.Advance(n);
         if (_out.WrittenCount >= 1 << 16) Flush();
+    }
+
+    /// <summary>More room for the line being built (its first <paramref name="used"/> bytes are kept).</summary>
+    private Span<byte> Grow(int used, int more)
+    {
+        var old = _out.GetSpan(used)[..used].ToArray();
+        var span = _out.GetSpan(used + more + 512);
+        old.CopyTo(span);
+        return span;
+    }
+
+    /// <summary>HH:mm:ss.ffffff in local time (the zone's offset looked up once an hour).</summary>
+    private int WriteTime(DateTime utc, Span<byte> span)
+    {
+        var hour = utc.Ticks / TimeSpan.TicksPerHour;
+        if (hour != _offsetHour)
+        {
+            _offsetTicks = TimeZoneInfo.Local.GetUtcOffset(utc).Ticks;
+            _offsetHour = hour;
+        }
+
+        var t = (utc.Ticks + _offsetTicks) % TimeSpan.TicksPerDay;
+        var micros = t / 10 % 1_000_000;
+        var secs = t / TimeSpan.TicksPerSecond;
+        Two(span, 0, secs / 3600);
+        span[2] = (byte)':';
+        Two(span, 3, secs / 60 % 60);
+        span[5] = (byte)':';
+        Two(span, 6, secs % 60);
+        span[8] = (byte)'.';
+        for (var i = 14; i >= 9; i--)
+        {
+            span[i] = (byte)('0' + micros % 10);
+            micros /= 10;
+        }
+
+        return 15;
+    }
+
+    private static void Two(Span<byte> span, int at, long v)
+    {
+        span[at] = (byte)('0' + v / 10);
+        span[at + 1] = (byte)('0' + v % 10);
     }
 
     public void Flush()
