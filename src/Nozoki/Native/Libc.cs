@@ -8,6 +8,13 @@ internal static unsafe partial class Libc
     // Debian's libc.so is a linker script; the loader needs the real soname.
     private const string Lib = "libc.so.6";
 
+    /// <summary>
+    /// The C library's <c>environ</c>: this process's environment as the kernel handed it over, in its order and byte
+    /// for byte (the .NET runtime reads it into a dictionary of its own and leaves it alone). What a launched command
+    /// must inherit: a dictionary would reorder it and UTF-16 would mangle bytes that are not UTF-8.
+    /// </summary>
+    internal static byte** Environ => *(byte***)NativeLibrary.GetExport(NativeLibrary.Load(Lib), "environ");
+
     // glibc's ptrace is variadic; on x86_64 fixed (long, int, void*, void*) arguments are passed the same way.
     [LibraryImport(Lib, EntryPoint = "ptrace", SetLastError = true)]
     internal static partial long ptrace(long request, int pid, nint addr, nint data);

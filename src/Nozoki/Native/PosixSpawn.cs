@@ -6,11 +6,14 @@ namespace Nozoki.Native;
 /// <summary>posix_spawn with default signal dispositions and an empty signal mask, and a waitpid wrapper.</summary>
 internal static unsafe class PosixSpawn
 {
-    /// <summary>Starts path with argv/env; the given fds become 0, 1 and 2. Returns the pid or throws IOException.</summary>
-    internal static int Spawn(string path, IReadOnlyList<string> argv, IReadOnlyList<string> env, int stdinFd, int stdoutFd, int stderrFd, string? workingDirectory)
+    /// <summary>
+    /// Starts path with argv/env (null env: this process's own environment, exactly as it came, see
+    /// <see cref="Libc.Environ"/>); the given fds become 0, 1 and 2. Returns the pid or throws IOException.
+    /// </summary>
+    internal static int Spawn(string path, IReadOnlyList<string> argv, IReadOnlyList<string>? env, int stdinFd, int stdoutFd, int stderrFd, string? workingDirectory)
     {
         using var argvBlock = new CStringArray(argv);
-        using var envBlock = new CStringArray(env);
+        using var envBlock = env is null ? null : new CStringArray(env);
         var pathBytes = Encoding.UTF8.GetBytes(path + "\0");
         var cwdBytes = workingDirectory is null ? null : Encoding.UTF8.GetBytes(workingDirectory + "\0");
 
@@ -36,7 +39,7 @@ internal static unsafe class PosixSpawn
 
             int pid;
             int rc;
-            fixed (byte* p = pathBytes) rc = Libc.posix_spawn(&pid, p, &actions, &attr, argvBlock.Pointer, envBlock.Pointer);
+            fixed (byte* p = pathBytes) rc = Libc.posix_spawn(&pid, p, &actions, &attr, argvBlock.Pointer, envBlock is null ? Libc.Environ : envBlock.Pointer);
             if (rc != 0) throw new IOException($"cannot start {path}: {Libc.StrError(rc)}");
             return pid;
         }
@@ -72,15 +75,15 @@ internal static unsafe class PosixSpawn
     /// default action: the .NET runtime ignores SIGPIPE and blocks signals, and execve would pass both on.
     /// Returns the errno if execve fails.
     /// </summary>
-    internal static int Execve(string path, IReadOnlyList<string> argv, IReadOnlyList<string> env)
+    /// <summary>execve with this process's own environment, exactly as it came (<see cref="Libc.Environ"/>).</summary>
+    internal static int Execve(string path, IReadOnlyList<string> argv)
     {
         using var argvBlock = new CStringArray(argv);
-        using var envBlock = new CStringArray(env);
         var pathBytes = Encoding.UTF8.GetBytes(path + "\0");
         SigSet none = default;
         Libc.sigprocmask(Libc.SIG_SETMASK, &none, null);
         Libc.signal(13 /* SIGPIPE */, Libc.SIG_DFL);
-        fixed (byte* p = pathBytes) Libc.execve(p, argvBlock.Pointer, envBlock.Pointer);
+        fixed (byte* p = pathBytes) Libc.execve(p, argvBlock.Pointer, Libc.Environ);
         return Marshal.GetLastPInvokeError();
     }
 

@@ -1,4 +1,3 @@
-using System.Collections;
 using Nozoki.Native;
 
 namespace Nozoki.Tracing;
@@ -29,14 +28,15 @@ public sealed class ChildProcess : IDisposable
 
     public int Pid { get; }
 
-    /// <summary>Starts argv[0] (a path, or a name looked up in PATH) with the given fds as its stdin/stdout/stderr.</summary>
+    /// <summary>
+    /// Starts argv[0] (a path, or a name looked up in PATH) with the given fds as its stdin/stdout/stderr, and this
+    /// process's environment exactly as it came.
+    /// </summary>
     public static ChildProcess Start(IReadOnlyList<string> argv, int stdinFd = 0, int stdoutFd = 1, int stderrFd = 2, string? workingDirectory = null)
     {
         ArgumentOutOfRangeException.ThrowIfZero(argv.Count);
         var path = ResolvePath(argv[0]) ?? throw new FileNotFoundException($"{argv[0]}: command not found", argv[0]);
-        var env = new List<string>();
-        foreach (DictionaryEntry e in Environment.GetEnvironmentVariables()) env.Add($"{e.Key}={e.Value}");
-        return new ChildProcess(PosixSpawn.Spawn(path, argv, env, stdinFd, stdoutFd, stderrFd, workingDirectory));
+        return new ChildProcess(PosixSpawn.Spawn(path, argv, env: null, stdinFd, stdoutFd, stderrFd, workingDirectory));
     }
 
     internal static string? ResolvePath(string name)

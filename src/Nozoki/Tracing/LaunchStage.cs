@@ -1,4 +1,3 @@
-using System.Collections;
 using System.Text;
 using Nozoki.Native;
 using Nozoki.Procfs;
@@ -59,9 +58,7 @@ public static class LaunchStage
             if (errno != 0) return Fail($"nozoki: cannot install the seccomp filter: {Libc.StrError(errno)}", 126);
         }
 
-        var env = new List<string>();
-        foreach (DictionaryEntry e in Environment.GetEnvironmentVariables()) env.Add($"{e.Key}={e.Value}");
-        var err = PosixSpawn.Execve(path, argv, env);
+        var err = PosixSpawn.Execve(path, argv);
         return Fail($"nozoki: {argv[0]}: {Libc.StrError(err)}", err == Errno.ENOENT ? 127 : 126);
     }
 

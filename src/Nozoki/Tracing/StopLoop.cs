@@ -158,7 +158,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     /// <summary>Starts the launch stage and seizes it; returns its PID, which the command keeps after execve.</summary>
     public int LaunchStage(IReadOnlyList<string> stageArgv)
     {
-        var child = PosixSpawn.Spawn(stageArgv[0], stageArgv, CurrentEnvironment(), 0, 1, 2, null);
+        var child = PosixSpawn.Spawn(stageArgv[0], stageArgv, env: null, 0, 1, 2, null);
         // EXITKILL: a launched command must not outlive nozoki with a seccomp filter and no tracer.
         if (Libc.ptrace(Ptrace.SEIZE, child, 0, PtraceOptions | Ptrace.O_EXITKILL) != 0)
         {
@@ -173,13 +173,6 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         _preExec = true;
         _attachReported = true;
         return child;
-    }
-
-    private static List<string> CurrentEnvironment()
-    {
-        var env = new List<string>();
-        foreach (System.Collections.DictionaryEntry e in Environment.GetEnvironmentVariables()) env.Add($"{e.Key}={e.Value}");
-        return env;
     }
 
     private bool Seize(int tid, bool isFirst)
