@@ -198,4 +198,22 @@ public sealed class TraceCommandTests
         Assert.Matches(@"openat\(AT_FDCWD, ""/etc/hostname"", O_RDONLY\) += 3</etc/hostname>", stderr);
         Assert.Matches(@"read\(3</etc/hostname>, "".*"", 131072\) += \d+", stderr);
     }
+
+    /// <summary>
+    /// Syscall numbers the table does not know (a gap, 400, and one past its end, 500: newer kernels add syscalls)
+    /// are traced like strace does even with a filter; the seccomp filter of a launched command must stop them too.
+    /// </summary>
+    [Theory]
+    [InlineData("trace=openat")]
+    [InlineData("trace=!close")]
+    public void Unknown_syscall_numbers_are_traced_through_the_seccomp_filter(string filter)
+    {
+        using var nozoki = NozokiCli.Start(["trace", "-e", filter, "--", "/usr/bin/python3", "-c",
+            "import ctypes; libc = ctypes.CDLL(None); libc.syscall(400, 1, 2); libc.syscall(500, 3)"]);
+        Assert.Equal(0, nozoki.WaitForExit(NozokiCli.ExitTimeout));
+        var stderr = nozoki.StderrText();
+        Assert.Matches(@"(?m)^syscall_0x190\(0x1, 0x2.*\) += -1 ENOSYS \(Function not implemented\)$", stderr);
+        Assert.Matches(@"(?m)^syscall_0x1f4\(0x3.*\) += -1 ENOSYS \(Function not implemented\)$", stderr);
+        Assert.Contains("openat(", stderr, StringComparison.Ordinal);
+    }
 }

@@ -211,7 +211,8 @@ internal static class TraceCommand
                 // Only the traced syscalls stop the command: a seccomp filter lets the others run at full speed.
                 SeccompFilter? filter = null;
                 if (o.Syscalls is { All: false } set && !noSyscalls)
-                    filter = new SeccompFilter(set.Numbers().Select(n => new SeccompRule(n)));
+                    filter = new SeccompFilter(set.Numbers().Select(n => new SeccompRule(n))
+                        .Concat(set.UnknownRanges().Select(r => new SeccompRule(r.First, null, r.Last))));
                 sessions.Add(TraceSession.Launch(o.Argv, tracer, new TraceOptions { FollowForks = o.Follow, Filter = filter, TraceSyscalls = !noSyscalls }));
             }
             else

@@ -17,6 +17,8 @@ internal static unsafe class Seccomp
 {
     internal const ushort BPF_LD_W_ABS = 0x00 | 0x00 | 0x20;   // BPF_LD | BPF_W | BPF_ABS
     internal const ushort BPF_JEQ_K = 0x05 | 0x10 | 0x00;      // BPF_JMP | BPF_JEQ | BPF_K
+    internal const ushort BPF_JGT_K = 0x05 | 0x20 | 0x00;      // BPF_JMP | BPF_JGT | BPF_K
+    internal const ushort BPF_JGE_K = 0x05 | 0x30 | 0x00;      // BPF_JMP | BPF_JGE | BPF_K
     internal const ushort BPF_RET_K = 0x06 | 0x00;             // BPF_RET | BPF_K
     internal const uint RET_ALLOW = 0x7fff0000;
     internal const uint RET_TRACE = 0x7ff00000;

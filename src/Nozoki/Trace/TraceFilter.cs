@@ -20,6 +20,28 @@ public sealed class SyscallSet
     /// <summary>The numbers in the set that the table knows (for a seccomp filter).</summary>
     public IEnumerable<int> Numbers() => Enumerable.Range(0, _in.Length).Where(i => _in[i] && SyscallTable.Name(i) is not null);
 
+    /// <summary>
+    /// The numbers the table does not know, as inclusive ranges (the last one open-ended: long.MaxValue), when they are
+    /// in the set: the gaps in the table and everything after it (syscalls newer than the headers it was made from).
+    /// </summary>
+    public IEnumerable<(long First, long Last)> UnknownRanges()
+    {
+        if (!Unknown) yield break;
+        long? start = null;
+        for (var i = 0; i < _in.Length; i++)
+        {
+            var known = SyscallTable.Name(i) is not null;
+            if (!known && start is null) start = i;
+            if (known && start is { } first)
+            {
+                yield return (first, i - 1);
+                start = null;
+            }
+        }
+
+        yield return (start ?? _in.Length, long.MaxValue);
+    }
+
     public static SyscallSet Everything()
     {
         var s = new SyscallSet { Unknown = true };

@@ -4,8 +4,12 @@ using Nozoki.Native;
 
 namespace Nozoki.Tracing;
 
-/// <summary>One syscall that must stop the tracee; optionally only when its first argument is one of some values (fds).</summary>
-public sealed record SeccompRule(long Syscall, IReadOnlyList<int>? FirstArgumentIn = null);
+/// <summary>
+/// One syscall that must stop the tracee; optionally only when its first argument is one of some values (fds).
+/// With <see cref="Through"/>, every number from Syscall to Through (inclusive; <see cref="long.MaxValue"/>: no end),
+/// e.g. the numbers newer than nozoki's table.
+/// </summary>
+public sealed record SeccompRule(long Syscall, IReadOnlyList<int>? FirstArgumentIn = null, long? Through = null);
 
 /// <summary>
 /// A seccomp-bpf program that returns SECCOMP_RET_TRACE for the chosen syscalls (so that only they stop the tracee,
@@ -34,6 +38,17 @@ public sealed class SeccompFilter
         };
         foreach (var rule in Rules)
         {
+            if (rule.Through is { } last)
+            {
+                if (rule.FirstArgumentIn is not null) throw new ArgumentException("a range rule cannot test arguments");
+                // jge first ? next : skip; [jgt last ? skip the return : next]; ret trace. A still holds nr after.
+                var open = last >= uint.MaxValue;
+                p.Add(new(Seccomp.BPF_JGE_K, 0, (byte)(open ? 1 : 2), (uint)rule.Syscall));
+                if (!open) p.Add(new(Seccomp.BPF_JGT_K, 1, 0, (uint)last));
+                p.Add(new(Seccomp.BPF_RET_K, 0, 0, Seccomp.RET_TRACE));
+                continue;
+            }
+
             if (rule.FirstArgumentIn is not { } values)
             {
                 // jeq nr ? next : skip the return; A still holds nr on the skip path.
@@ -60,7 +75,7 @@ public sealed class SeccompFilter
         return [.. p];
     }
 
-    /// <summary>Text form passed to the launch stage: "1:2,5;20:2;59".</summary>
+    /// <summary>Text form passed to the launch stage: "1:2,5;20:2;59;335-423".</summary>
     internal string Serialize()
     {
         var sb = new StringBuilder();
@@ -68,6 +83,7 @@ public sealed class SeccompFilter
         {
             if (sb.Length > 0) sb.Append(';');
             sb.Append(r.Syscall.ToString(CultureInfo.InvariantCulture));
+            if (r.Through is { } last) sb.Append('-').Append(last.ToString(CultureInfo.InvariantCulture));
             if (r.FirstArgumentIn is { } v) sb.Append(':').Append(string.Join(',', v.Select(x => x.ToString(CultureInfo.InvariantCulture))));
         }
 
@@ -80,6 +96,13 @@ public sealed class SeccompFilter
         foreach (var part in text.Split(';', StringSplitOptions.RemoveEmptyEntries))
         {
             var colon = part.IndexOf(':');
+            var dash = part.IndexOf('-');
+            if (dash > 0)
+            {
+                rules.Add(new SeccompRule(long.Parse(part[..dash], CultureInfo.InvariantCulture), null, long.Parse(part[(dash + 1)..], CultureInfo.InvariantCulture)));
+                continue;
+            }
+
             if (colon < 0)
             {
                 rules.Add(new SeccompRule(long.Parse(part, CultureInfo.InvariantCulture)));
