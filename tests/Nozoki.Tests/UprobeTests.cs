@@ -21,11 +21,13 @@ public sealed partial class UprobeTests
         public readonly List<(string Probe, int Tid, string Args)> Hits = [];
         public readonly List<string> Problems = [];
         public int StallFirstHitMs;
+        public int StallEvery, StallMs; // a slow output: sleep StallMs after every StallEvery hits
         public int Flushes;
 
         public void OnHit(in UsdtHit hit, ReadOnlySpan<UsdtArgument> args)
         {
             if (StallFirstHitMs > 0 && Hits.Count == 0) Thread.Sleep(StallFirstHitMs);
+            if (StallEvery > 0 && Hits.Count % StallEvery == StallEvery - 1) Thread.Sleep(StallMs);
             var text = string.Join(' ', args.ToArray().Select(a => a.Status == ArgStatus.Ok ? a.Value.ToString() : $"<{a.Status}>"));
             Hits.Add((hit.Probe.Site.FullName, hit.Tid, text));
         }
@@ -35,9 +37,9 @@ public sealed partial class UprobeTests
         public void Flush() => Flushes++;
     }
 
-    private static (UsdtTracer Tracer, TraceResult Result) Launch(string[] command, CollectingSink sink, UsdtOptions options)
+    private static (UsdtTracer Tracer, TraceResult Result) Launch(string[] command, CollectingSink sink, UsdtOptions options, string probe = "fixture:*")
     {
-        Assert.True(ProbePattern.TryParse("fixture:*", out var pattern, out _));
+        Assert.True(ProbePattern.TryParse(probe, out var pattern, out _));
         var tracer = new UsdtTracer([pattern], sink, options);
         using (tracer)
         {
@@ -92,12 +94,35 @@ public sealed partial class UprobeTests
         }
     }
 
+    /// <summary>
+    /// Output slower than the hits (the sink sleeps): the rings fill past half, and the process is held until the
+    /// reader catches up, so that nothing is lost; every hit comes out in order.
+    /// </summary>
+    [Fact]
+    public void Output_slower_than_the_hits_holds_the_process_and_loses_nothing()
+    {
+        const int loops = 200_000;
+        var sink = new CollectingSink { StallEvery = 1000, StallMs = 5 };
+        // The default ring (8 MiB, ~150,000 of these samples): the sink (200,000 hits/s at most) falls a quarter of
+        // it behind the loop (about a million hits/s) within a few hundredths of a second, again after each release.
+        var (tracer, result) = Launch([ProbesFixtures.Exe, "--loops", $"{loops}"], sink,
+            new UsdtOptions { Launched = true, Mechanism = UsdtMechanism.Uprobe }, "fixture:one");
+
+        Assert.Null(result.Error);
+        Assert.Equal(new ExitStatus(0, 0), result.TargetExit);
+        Assert.Equal(0, tracer.Lost);
+        Assert.Empty(sink.Problems);
+        Assert.True(tracer.Holds > 0, "the output never fell behind: the test did not test holding");
+        Assert.Equal(Enumerable.Range(1, loops).Select(i => $"{(byte)i}"), sink.Hits.Select(h => h.Args));
+    }
+
     [Fact]
     public void A_ring_buffer_that_overflows_loses_hits_loudly_and_never_silently()
     {
         const int loops = 100_000;
         var sink = new CollectingSink { StallFirstHitMs = 1000 };
-        // 8 pages (32 KiB) hold a few hundred samples; the reader sleeps a second on its first hit while the loop runs on.
+        // 8 pages (32 KiB) hold a few dozen of these samples (2 KiB of stack each): they overflow long before the
+        // monitor (every 2 ms) can hold the process, while the reader sleeps a second on its first hit.
         var (tracer, result) = Launch([ProbesFixtures.Exe, "--loops", $"{loops}"], sink,
             new UsdtOptions { Launched = true, Mechanism = UsdtMechanism.Uprobe, UprobeRingPages = 8 });
 

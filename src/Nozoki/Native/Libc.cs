@@ -25,6 +25,15 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "process_vm_readv", SetLastError = true)]
     internal static partial nint process_vm_readv(int pid, Iovec* localIov, ulong liovcnt, Iovec* remoteIov, ulong riovcnt, ulong flags);
 
+    [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
+    private static partial long syscall_pidfd(long number, int pid, uint flagsOrSignal, nint info, uint flags);
+
+    /// <summary>pidfd_open(2): a descriptor for exactly this process, immune to PID reuse. -1 with errno.</summary>
+    internal static int pidfd_open(int pid) => (int)syscall_pidfd(434, pid, 0, 0, 0);
+
+    /// <summary>pidfd_send_signal(2): signals the process the descriptor refers to (ESRCH once it has been reaped).</summary>
+    internal static int pidfd_send_signal(int pidfd, int signal) => (int)syscall_pidfd(424, pidfd, (uint)signal, 0, 0);
+
     [LibraryImport(Lib, EntryPoint = "kill", SetLastError = true)]
     internal static partial int kill(int pid, int sig);
 

@@ -55,4 +55,10 @@ public interface ITraceControl
 
     /// <summary>Resumes a parked thread as it would have been resumed. False if it is not parked (or gone).</summary>
     bool Release(int tid);
+
+    /// <summary>
+    /// From any thread: stops every thread of PID (and keeps those born meanwhile stopped) until called again with
+    /// false, when each goes on as it would have. For an observer that must not fall behind (a full buffer).
+    /// </summary>
+    void Hold(int pid, bool hold);
 }

@@ -27,6 +27,9 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         public bool Parked;             // kept stopped at the observer's request (ITraceControl.Park)
         public bool SeenByParent;       // its parent's clone/fork event has been handled
         public bool AwaitingParent;     // reported its first stop before its parent's event: kept stopped (parked) until then
+        public bool HeldForObserver;    // parked because its process is held (ITraceControl.Hold)
+        public bool Suspended;          // a resume was skipped because it was parked: Release resumes it
+        public int SuspendedSignal;     // the signal that resume would have delivered
     }
 
     public void Park(int tid)
@@ -37,9 +40,58 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     public bool Release(int tid)
     {
         if (!_tasks.TryGetValue(tid, out var t) || !t.Parked) return false;
-        t.Parked = false;
-        if (!t.Held) Resume(t, 0, holding: false);
+        Unpark(t);
         return true;
+    }
+
+    /// <summary>Lets a parked task go on: resumes it as the skipped resume would have (with its signal), if one was skipped.</summary>
+    private void Unpark(TaskState t)
+    {
+        t.Parked = false;
+        if (!t.Suspended || t.Held) return;
+        t.Suspended = false;
+        var sig = t.SuspendedSignal;
+        t.SuspendedSignal = 0;
+        Resume(t, sig, holding: false);
+    }
+
+    // ITraceControl.Hold: requests from any thread, carried out by the ptrace thread (woken for them).
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(int Pid, bool Hold)> _holdRequests = new();
+    private readonly HashSet<int> _heldProcesses = [];
+
+    public void Hold(int pid, bool hold)
+    {
+        _holdRequests.Enqueue((pid, hold));
+        if (Libc.gettid() != _selfTid) Wake();
+    }
+
+    /// <summary>Stops (interrupts and parks) or lets go every thread of the processes asked for.</summary>
+    private void ProcessHoldRequests()
+    {
+        while (_holdRequests.TryDequeue(out var r))
+        {
+            if (r.Hold)
+            {
+                if (!_heldProcesses.Add(r.Pid)) continue;
+                foreach (var t in _tasks.Values)
+                {
+                    if (t.Tgid != r.Pid || t.HeldForObserver) continue;
+                    t.HeldForObserver = true;
+                    if (t.Parked) continue;
+                    t.Parked = true;
+                    Interrupt(t.Tid);
+                }
+            }
+            else
+            {
+                if (!_heldProcesses.Remove(r.Pid)) continue;
+                foreach (var t in _tasks.Values.Where(x => x.Tgid == r.Pid && x.HeldForObserver).ToList())
+                {
+                    t.HeldForObserver = false;
+                    if (!t.AwaitingParent) Unpark(t);
+                }
+            }
+        }
     }
 
     private const long NrExecve = 59, NrExecveat = 322;
@@ -69,6 +121,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
 
     /// <summary>The waker: a child of this thread that does nothing until killed; its death ends a blocking wait.</summary>
     private int _wakerPid;
+    private int _wakerPidfd = -1;
     private int _wakerPipe = -1;
     private readonly Lock _wakerLock = new();
 
@@ -87,8 +140,12 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         var fd = (int)devnull.DangerousGetHandle();
         try
         {
-            _wakerPid = PosixSpawn.Spawn(path, [path], [], read, fd, fd, "/");
-            _wakerPipe = write;
+            lock (_wakerLock)
+            {
+                _wakerPid = PosixSpawn.Spawn(path, [path], [], read, fd, fd, "/");
+                _wakerPidfd = Libc.pidfd_open(_wakerPid);
+                _wakerPipe = write;
+            }
         }
         catch (IOException)
         {
@@ -104,11 +161,30 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     /// <summary>Ends the ptrace thread's wait. Any thread.</summary>
     public void Wake()
     {
-        // Under the lock, so that the PID cannot have been reaped (and reused) by StopWaker meanwhile.
+        // Through a pidfd: the waker may have been reaped (it dies on every wake) and its PID reused meanwhile.
         lock (_wakerLock)
         {
-            if (_wakerPid > 0) Libc.kill(_wakerPid, Signals.SIGKILL);
+            if (_wakerPidfd >= 0) Libc.pidfd_send_signal(_wakerPidfd, Signals.SIGKILL);
+            else if (_wakerPid > 0) Libc.kill(_wakerPid, Signals.SIGKILL);
         }
+    }
+
+    /// <summary>The waker died (it was woken): a new one, so that the next request can wake this thread too.</summary>
+    private void RestartWaker()
+    {
+        lock (_wakerLock)
+        {
+            if (_wakerPidfd >= 0) Libc.close(_wakerPidfd);
+            if (_wakerPipe >= 0) Libc.close(_wakerPipe);
+            _wakerPid = 0;
+            _wakerPidfd = -1;
+            _wakerPipe = -1;
+        }
+
+        // What woke us first (starting a process takes a while), then the new waker, then what came meanwhile.
+        ProcessHoldRequests();
+        if (!detachRequested()) StartWaker();
+        ProcessHoldRequests();
     }
 
     /// <summary>Stops and reaps the waker.</summary>
@@ -120,7 +196,10 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             Libc.kill(_wakerPid, Signals.SIGKILL);
             PosixSpawn.WaitPid(_wakerPid, Wait.WALL, out _);
             Libc.close(_wakerPipe);
+            if (_wakerPidfd >= 0) Libc.close(_wakerPidfd);
             _wakerPid = 0;
+            _wakerPidfd = -1;
+            _wakerPipe = -1;
         }
     }
 
@@ -221,7 +300,11 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
                 throw new TraceException($"waitpid failed: {Libc.StrError(-tid)}");
             }
 
-            HandleStop(tid, status, holding: false);
+            if (tid == _wakerPid && !Wait.IfStopped(status))
+                RestartWaker();
+            else
+                HandleStop(tid, status, holding: false);
+            if (!_holdRequests.IsEmpty) ProcessHoldRequests();
             if (!_attachReported && _initialPending == 0)
             {
                 _attachReported = true;
@@ -281,8 +364,21 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         _current = null;
         foreach (var t in _tasks.Values)
         {
-            // A parked thread is in a ptrace stop already: it is held as it is.
-            if (t.Parked) t.Held = true;
+            // A parked thread is in a ptrace stop already (or its interrupt is on the way): held as it is.
+            if (t.Parked && t.Suspended)
+            {
+                t.Held = true;
+                if (t.PendingSignal == 0) t.PendingSignal = t.SuspendedSignal;
+            }
+            else if (t.Parked && !t.AwaitingParent)
+            {
+                // Parked while running (a held process): its interrupt stop is still to come.
+                t.Parked = false;
+            }
+            else if (t.Parked)
+            {
+                t.Held = true;
+            }
             else if (!t.Held) Interrupt(t.Tid);
         }
 
@@ -518,7 +614,12 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             return;
         }
 
-        if (t.Parked) return;
+        if (t.Parked)
+        {
+            t.Suspended = true;
+            t.SuspendedSignal = sig;
+            return;
+        }
 
         // Between a seccomp stop and its syscall's exit, PTRACE_SYSCALL brings the exit stop; otherwise a filtered
         // or breakpoint-only session runs free with PTRACE_CONT. ESRCH: killed while stopped; its exit comes next.
@@ -568,6 +669,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         var tgid = ProcessInfo.ReadTgid(tid);
         if (tgid == 0) tgid = tid;
         var t = new TaskState(tid, tgid);
+        if (_heldProcesses.Contains(tgid)) t.Parked = t.HeldForObserver = true; // born into a held process
         // A new process we were not asked to follow: stopped at birth only so that the observer could clean it.
         if (!_followForks && !_tasks.Values.Any(x => x.Tgid == tgid)) t.DetachWhenStarted = true;
         _tasks[tid] = t;
@@ -592,7 +694,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         if (!t.AwaitingParent) return;
         _awaitingParent--;
         t.AwaitingParent = false;
-        t.Parked = false;
+        t.Parked = t.HeldForObserver;
         if (t.DetachWhenStarted)
         {
             Libc.ptrace(Ptrace.DETACH, t.Tid, 0, t.Held ? (nint)t.PendingSignal : 0);

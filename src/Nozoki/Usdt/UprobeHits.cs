@@ -32,6 +32,13 @@ internal interface IUprobeSampleHandler
 
     /// <summary>The reader thread failed (typically the sink's output was closed); no more samples will come.</summary>
     void OnReaderFailed(Exception error);
+
+    /// <summary>
+    /// A ring buffer of PID is more than a quarter full while the reader is still busy with earlier hits: stop the process
+    /// (hold = true) until the reader has caught up (hold = false), so that the kernel never has to drop a hit.
+    /// Called with <see cref="UprobeHits.Gate"/> held; must not wait for the ptrace thread.
+    /// </summary>
+    void OnPressure(int pid, bool hold);
 }
 
 /// <summary>
@@ -64,6 +71,11 @@ internal sealed unsafe class UprobeHits : IDisposable
     private byte[] _batch = new byte[1 << 16];
     private readonly List<(ulong Time, int Offset, int Length, Ring Ring)> _records = [];
     private readonly ulong[] _regs = new ulong[24];
+    // The monitor reads the rings without the gate (the reader may sit in a blocked write holding it): the ring table
+    // and the mappings change only under this lock too, and _holding is guarded by it.
+    private readonly Lock _ringsLock = new();
+    private readonly HashSet<int> _holding = [];
+    private readonly Thread _monitor;
 
     private sealed class Ring(int pid, int tid, int leaderFd, nint mapping, nuint length, int pages)
     {
@@ -88,6 +100,8 @@ internal sealed unsafe class UprobeHits : IDisposable
         Gate = gate;
         _reader = new Thread(ReadLoop) { IsBackground = true, Name = "nozoki uprobe reader" };
         _reader.Start();
+        _monitor = new Thread(MonitorLoop) { IsBackground = true, Name = "nozoki uprobe monitor" };
+        _monitor.Start();
     }
 
     /// <summary>Serializes ring changes, draining and (for the owner) sink calls.</summary>
@@ -190,7 +204,7 @@ internal sealed unsafe class UprobeHits : IDisposable
             }
 
             ring = new Ring(pid, tid, fd, mapping, length, pages);
-            _rings[tid] = ring;
+            lock (_ringsLock) _rings[tid] = ring;
             _version++;
         }
 
@@ -209,7 +223,7 @@ internal sealed unsafe class UprobeHits : IDisposable
         }
         finally
         {
-            if (_rings.Remove(tid, out var ring)) Rethrow(Close(ring));
+            if (_rings.TryGetValue(tid, out var ring)) Rethrow(Close(ring));
         }
     }
 
@@ -227,12 +241,12 @@ internal sealed unsafe class UprobeHits : IDisposable
         finally
         {
             Exception? error = null;
-            foreach (var ring in _rings.Values.Where(r => r.Pid == pid).ToList())
-            {
-                _rings.Remove(ring.Tid);
-                error ??= Close(ring);
-            }
+            foreach (var ring in _rings.Values.Where(r => r.Pid == pid).ToList()) error ??= Close(ring);
 
+            // An exec (the process goes on with new events) must not leave it held.
+            bool held;
+            lock (_ringsLock) held = _holding.Remove(pid);
+            if (held) _handler.OnPressure(pid, false);
             Rethrow(error);
         }
     }
@@ -254,7 +268,12 @@ internal sealed unsafe class UprobeHits : IDisposable
 
         foreach (var id in ring.Ids) _byId.Remove(id);
         foreach (var fd in ring.Fds) Libc.close(fd);
-        Perf.Unmap(ring.Mapping, ring.Length);
+        lock (_ringsLock)
+        {
+            _rings.Remove(ring.Tid);
+            Perf.Unmap(ring.Mapping, ring.Length);
+        }
+
         _version++;
         if (lost <= ring.LostReported) return null;
         try
@@ -305,10 +324,67 @@ internal sealed unsafe class UprobeHits : IDisposable
             Volatile.Write(ref *ring.Tail, tail);
         }
 
-        if (_records.Count == 0) return;
+        if (_records.Count == 0)
+        {
+            ReleaseCaughtUp();
+            return;
+        }
+
         if (_records.Count > 1) _records.Sort(static (a, b) => a.Time.CompareTo(b.Time));
         foreach (var (_, offset, length, ring) in _records) Dispatch(_batch.AsSpan(offset, length), ring);
         _handler.OnDrained();
+        ReleaseCaughtUp();
+    }
+
+    /// <summary>
+    /// The monitor thread: every 2 ms (sooner when a ring passes its watermark), holds the process of any ring that
+    /// is more than a quarter full (see <see cref="IUprobeSampleHandler.OnPressure"/>). Separate from the reader, which
+    /// may be blocked writing its output: that is exactly when the rings fill.
+    /// </summary>
+    private void MonitorLoop()
+    {
+        // Once through the whole request path (this thread, the ptrace thread's wake and hold handling) before any
+        // hit: a first hold that has to wait for the JIT compiler takes tens of milliseconds, time a ring may not have.
+        _handler.OnPressure(-1, false);
+        var fds = Array.Empty<PollFd>();
+        var seen = -1;
+        while (!_stopping)
+        {
+            lock (_ringsLock)
+            {
+                if (seen != _version)
+                {
+                    fds = [.. _rings.Values.Select(r => new PollFd { Fd = r.LeaderFd, Events = 1 /* POLLIN */ })];
+                    seen = _version;
+                }
+            }
+
+            fixed (PollFd* p = fds) Libc.poll(p, (ulong)fds.Length, 2);
+            lock (_ringsLock)
+            {
+                foreach (var ring in _rings.Values)
+                {
+                    if (_holding.Contains(ring.Pid) || Volatile.Read(ref *ring.Head) - Volatile.Read(ref *ring.Tail) <= ring.DataSize / 4) continue;
+                    _holding.Add(ring.Pid);
+                    _handler.OnPressure(ring.Pid, true);
+                }
+            }
+        }
+    }
+
+    /// <summary>Lets a held process go once all its rings are below a sixteenth full.</summary>
+    private void ReleaseCaughtUp()
+    {
+        lock (_ringsLock)
+        {
+            if (_holding.Count == 0) return;
+            foreach (var pid in _holding.ToList())
+            {
+                if (_rings.Values.Any(r => r.Pid == pid && Volatile.Read(ref *r.Head) - *r.Tail > r.DataSize / 16)) continue;
+                _holding.Remove(pid);
+                _handler.OnPressure(pid, false);
+            }
+        }
     }
 
     private static ulong RecordTime(ReadOnlySpan<byte> record)
@@ -448,6 +524,7 @@ internal sealed unsafe class UprobeHits : IDisposable
     {
         _stopping = true;
         if (Thread.CurrentThread != _reader) _reader.Join();
+        if (Thread.CurrentThread != _monitor) _monitor.Join();
         lock (Gate)
         {
             try
@@ -457,8 +534,7 @@ internal sealed unsafe class UprobeHits : IDisposable
             finally
             {
                 Exception? error = null;
-                foreach (var ring in _rings.Values) error ??= Close(ring);
-                _rings.Clear();
+                foreach (var ring in _rings.Values.ToList()) error ??= Close(ring);
                 Rethrow(error);
             }
         }

@@ -98,6 +98,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     private int _skipExecOf = -1;
     private readonly Lock _gate = new();
     private UprobeHits? _uprobes;
+    private ITraceControl? _control;
     private bool _uprobesTried;
     private readonly long _realtimeOffsetTicks = DateTime.UtcNow.Ticks - MonotonicNs() / 100;
 
@@ -126,6 +127,11 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
 
     /// <summary>Sites armed with kernel uprobes (the others have breakpoints), over the whole session.</summary>
     public int UprobeSites { get; private set; }
+
+    /// <summary>How often the process was held because the output fell behind the uprobe hits (none lost for it).</summary>
+    public int Holds { get; private set; }
+
+    public void OnStarted(ITraceControl control) => _control = control;
 
     private sealed class ArmedSite(ResolvedProbe probe, bool uprobe)
     {
@@ -429,6 +435,12 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         {
             tracer.Lost += (long)count;
             tracer._sink.OnProblem($"{count} probe hits of thread {tid} (PID {pid}) were lost: the kernel's ring buffer was full (output too slow)");
+        }
+
+        public void OnPressure(int pid, bool hold)
+        {
+            if (hold) tracer.Holds++;
+            tracer._control?.Hold(pid, hold);
         }
 
         public void OnReaderFailed(Exception error)
