@@ -18,6 +18,7 @@ internal static class Errno
     internal const int EACCES = 13;
     internal const int ENOTDIR = 20;
     internal const int ELOOP = 40;
+    internal const int EOPNOTSUPP = 95;
 }
 
 /// <summary>Signal numbers for x86_64 (asm/signal.h) and their names.</summary>

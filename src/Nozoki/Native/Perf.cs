@@ -15,7 +15,7 @@ internal static unsafe partial class Perf
         SAMPLE_IDENTIFIER = 1 << 16;
 
     // attr flag bits
-    public const ulong FLAG_DISABLED = 1UL << 0, FLAG_WATERMARK = 1UL << 14, FLAG_USE_CLOCKID = 1UL << 25;
+    public const ulong FLAG_WATERMARK = 1UL << 14, FLAG_USE_CLOCKID = 1UL << 25;
 
     // record types
     public const uint RECORD_LOST = 2, RECORD_SAMPLE = 9;
@@ -23,7 +23,7 @@ internal static unsafe partial class Perf
     /// <summary>read_format: the count is followed by the number of samples the kernel could not store (Linux 6.0+).</summary>
     public const ulong FORMAT_LOST = 1 << 4;
 
-    public const uint IOC_ENABLE = 0x2400, IOC_SET_OUTPUT = 0x2405;
+    public const uint IOC_SET_OUTPUT = 0x2405;
     public const uint IOC_ID = 0x80082407; // _IOR('$', 7, u64)
     public const uint FLAG_FD_CLOEXEC = 8;
 

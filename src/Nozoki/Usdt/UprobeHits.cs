@@ -251,8 +251,6 @@ internal sealed unsafe class UprobeHits : IDisposable
         }
     }
 
-    public bool HasEvents(int pid) => _rings.Values.Any(r => r.Pid == pid);
-
     /// <summary>Closes a ring's events (never throws: the kernel must get its breakpoints back); returns what reporting a loss threw.</summary>
     private Exception? Close(Ring ring)
     {

@@ -253,7 +253,10 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         return _uprobes is not null;
     }
 
-    /// <summary>Opens the site's uprobe on every thread of the process; false (and no uprobe left) if that failed.</summary>
+    /// <summary>
+    /// Opens the site's uprobe on every thread of the process. False when not one could be opened: the site then gets
+    /// a breakpoint (and when the kernel refuses uprobes to nozoki altogether, every later site too).
+    /// </summary>
     private bool ArmUprobe(ProcessProbes p, ResolvedProbe probe)
     {
         lock (_gate)
@@ -268,36 +271,27 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
                 else if (e != Errno.ESRCH) error = e; // a thread that just exited does not count
             }
 
-            if (opened == 0 || error != 0)
+            if (opened == 0)
             {
-                if (opened > 0) _uprobes!.CloseProcess(p.Pid); // all or nothing (rare: e.g. out of file descriptors)
                 _sink.OnProblem($"{probe.Site.FullName} at 0x{probe.Address:x} in {probe.ObjectPath}: kernel uprobe failed ({ErrnoText(error)}); using a ptrace breakpoint");
-                if (error is Errno.EACCES or Errno.EPERM or Errno.ENOSYS or 95)
+                if (error is Errno.EACCES or Errno.EPERM or Errno.ENOSYS or Errno.EOPNOTSUPP && UprobeSites == 0)
                 {
                     _uprobes!.Dispose();
                     _uprobes = null;
                 }
 
-                if (opened > 0) ReopenOthers(p, probe);
                 return false;
             }
+
+            // Rare (out of file descriptors, say): some threads have the uprobe, others could not get it. Said, not hidden.
+            if (error != 0)
+                _sink.OnProblem($"{probe.Site.FullName}: kernel uprobe failed for some threads of PID {p.Pid} ({ErrnoText(error)}); their hits will be missed");
         }
 
         p.Sites[probe.Address] = new ArmedSite(probe, uprobe: true);
         p.Disarmed.Remove(probe.Address);
         UprobeSites++;
         return true;
-    }
-
-    /// <summary>After an all-or-nothing close of a process's uprobes, opens those of its other uprobe sites again.</summary>
-    private void ReopenOthers(ProcessProbes p, ResolvedProbe failed)
-    {
-        if (_uprobes is null) return;
-        foreach (var site in p.Sites.Values)
-        {
-            if (!site.Uprobe || site.Probe == failed) continue;
-            foreach (var tid in p.Threads) _uprobes.Open(site.Probe, p.Pid, tid);
-        }
     }
 
     private static string ErrnoText(int errno) => $"{Nozoki.Syscalls.Errnos.Name(errno) ?? errno.ToString(System.Globalization.CultureInfo.InvariantCulture)}: {Libc.StrError(errno)}";
