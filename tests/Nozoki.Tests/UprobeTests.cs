@@ -137,4 +137,28 @@ public sealed partial class UprobeTests
         Assert.True(values.Count < loops);
         Assert.True(sink.Flushes > 0);
     }
+
+    /// <summary>
+    /// Without the right to open uprobes (nobody has no CAP_PERFMON), nozoki says so once and traces with breakpoints;
+    /// only the command is armed (not the re-executed .NET stage it starts from, whose own exec comes first).
+    /// </summary>
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public void Without_permission_for_uprobes_breakpoints_take_over()
+    {
+        using var dir = new TempDir();
+        File.SetUnixFileMode(dir.Path, (UnixFileMode)0x1ED); // 0755: nobody must reach the copy
+        var exe = dir.File("usdt");
+        File.Copy(ProbesFixtures.Exe, exe);
+        File.SetUnixFileMode(exe, (UnixFileMode)0x1ED);
+        using var nozoki = NozokiCli.StartAsNobody(["usdt", "fixture:one", "--", exe, "--loops", "3"]);
+        Assert.Equal(0, nozoki.WaitForExit(Timeout));
+        nozoki.AssertNoStackTrace();
+        var (hits, _) = UsdtOutput.Split(nozoki.StdoutText());
+        Assert.Equal(["1", "2", "3"], hits.Select(h => h.Args.Single()));
+        var lines = nozoki.StderrText().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(3, lines.Length);
+        Assert.Matches(@"^nozoki: fixture:one at 0x[0-9a-f]+ in .*: kernel uprobe failed \(EACCES: Permission denied\) \(kernel uprobes need root or CAP_PERFMON\); using a ptrace breakpoint$", lines[0]);
+        Assert.Equal(UsdtOutput.ArmedLine(1, hits[0].Pid) + UsdtOutput.ExitedLine(hits[0].Pid, 0), lines[1] + "\n" + lines[2] + "\n");
+    }
 }

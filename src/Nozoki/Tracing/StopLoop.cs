@@ -730,7 +730,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         var former = (int)msg;
         if (former != t.Tgid && _tasks.Remove(former, out var execing))
         {
-            observer.OnThreadExited(t.Tgid, former);
+            if (!_preExec) observer.OnThreadExited(t.Tgid, former);
             if (_tasks.TryGetValue(t.Tgid, out var leader))
             {
                 leader.InSyscall = execing.InSyscall;
@@ -748,7 +748,8 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         // posix_spawn returns as soon as the stage's own execve has released the parent's memory, before that execve
         // completes: seized that early, the stage reports its own exec first. Only an exec after its SIGSTOP counts.
         if (_preExec && _stageStopSeen && t.Tgid == _targetPid) CommandStarted();
-        observer.OnExec(t.Tgid, t.Tgid);
+        // The stage's own exec (of nozoki) is no exec of the command's: observers must not arm a .NET runtime.
+        if (!_preExec) observer.OnExec(t.Tgid, t.Tgid);
     }
 
     private void CommandStarted()

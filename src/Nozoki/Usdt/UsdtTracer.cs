@@ -147,6 +147,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         public readonly HashSet<ulong> Disarmed = [];
         public readonly HashSet<int> Threads = [];
         public ulong RendezvousAddress;
+        public bool RendezvousTried;
     }
 
     /// <summary>Every probe site matching the patterns in PID now (for checking the patterns before attaching).</summary>
@@ -229,7 +230,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
             added++;
         }
 
-        if (p.RendezvousAddress == 0) ArmRendezvous(p, scan.Objects);
+        ArmRendezvous(p, scan.Objects);
         if (added > 0)
         {
             lock (_gate) _sink.OnArmed(p.Pid, added);
@@ -259,9 +260,10 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     /// </summary>
     private bool ArmUprobe(ProcessProbes p, ResolvedProbe probe)
     {
+        UprobeHits? refused = null;
+        var opened = 0;
         lock (_gate)
         {
-            var opened = 0;
             var error = 0;
             foreach (var tid in p.Threads)
             {
@@ -273,19 +275,25 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
 
             if (opened == 0)
             {
-                _sink.OnProblem($"{probe.Site.FullName} at 0x{probe.Address:x} in {probe.ObjectPath}: kernel uprobe failed ({ErrnoText(error)}); using a ptrace breakpoint");
+                var why = error is Errno.EACCES or Errno.EPERM ? " (kernel uprobes need root or CAP_PERFMON)" : "";
+                _sink.OnProblem($"{probe.Site.FullName} at 0x{probe.Address:x} in {probe.ObjectPath}: kernel uprobe failed ({ErrnoText(error)}){why}; using a ptrace breakpoint");
                 if (error is Errno.EACCES or Errno.EPERM or Errno.ENOSYS or Errno.EOPNOTSUPP && UprobeSites == 0)
                 {
-                    _uprobes!.Dispose();
+                    refused = _uprobes;
                     _uprobes = null;
                 }
-
-                return false;
             }
 
             // Rare (out of file descriptors, say): some threads have the uprobe, others could not get it. Said, not hidden.
-            if (error != 0)
+            else if (error != 0)
                 _sink.OnProblem($"{probe.Site.FullName}: kernel uprobe failed for some threads of PID {p.Pid} ({ErrnoText(error)}); their hits will be missed");
+        }
+
+        if (opened == 0)
+        {
+            // Outside the gate: its reader thread may be waiting for the gate, and Dispose waits for the reader.
+            refused?.Dispose();
+            return false;
         }
 
         p.Sites[probe.Address] = new ArmedSite(probe, uprobe: true);
@@ -313,29 +321,29 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     /// <summary>Puts a breakpoint on the `ret` of ld.so's _dl_debug_state, so that dlopen'ed objects get armed.</summary>
     private void ArmRendezvous(ProcessProbes p, IReadOnlyList<MappedObject> objects)
     {
-        foreach (var obj in objects)
+        if (p.RendezvousTried) return;
+        p.RendezvousTried = true;
+        // The loader's file is read through map_files when we may (root), else by its path.
+        if (ProbeResolver.FindLoaderHook(p.Pid) is not { } hook)
         {
-            if (!Path.GetFileName(obj.Path).StartsWith("ld-", StringComparison.Ordinal)) continue;
-            try
-            {
-                using var elf = ElfFile.Open(obj.Path, obj.MapFilesPath);
-                if (!elf.TryFindSymbol("_dl_debug_state", out var sym) || obj.LoadBias(elf) is not { } bias) continue;
-                var address = sym.Value + bias;
-                Span<byte> code = stackalloc byte[5];
-                if (ProcessMemory.Read(p.Pid, address, code).BytesRead != 5) continue;
-                // `void _dl_debug_state (void) {}`: a ret, after an endbr64 where CET is on.
-                var retOffset = code[..4].SequenceEqual(EndBr64) ? 4 : 0;
-                if (code[retOffset] != Ret) continue;
-                address += (ulong)retOffset;
-                if (ProcessMemoryWriter.Write(p.Pid, address, [Int3]) != 0) continue;
-                p.RendezvousAddress = address;
-                return;
-            }
-            catch (Exception e) when (e is ElfFormatException or IOException or UnauthorizedAccessException)
-            {
-                Problem($"{obj.Path}: {e.Message}; objects loaded later will not be probed");
-            }
+            if (objects.Any(o => Path.GetFileName(o.Path).StartsWith("ld-", StringComparison.Ordinal)))
+                Problem($"PID {p.Pid}: the dynamic loader's _dl_debug_state was not found; objects loaded later will not be probed");
+            return;
         }
+
+        var address = hook.Address;
+        Span<byte> code = stackalloc byte[5];
+        if (ProcessMemory.Read(p.Pid, address, code).BytesRead != 5) return;
+        // `void _dl_debug_state (void) {}`: a ret, after an endbr64 where CET is on.
+        var retOffset = code[..4].SequenceEqual(EndBr64) ? 4 : 0;
+        if (code[retOffset] != Ret)
+        {
+            Problem($"{hook.Loader.Path}: _dl_debug_state is not a plain ret; objects loaded later will not be probed");
+            return;
+        }
+
+        address += (ulong)retOffset;
+        if (ProcessMemoryWriter.Write(p.Pid, address, [Int3]) == 0) p.RendezvousAddress = address;
     }
 
     public bool OnBreakpoint(in BreakpointStop stop)
@@ -500,6 +508,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
             foreach (var (address, site) in parent.Sites) child.Sites[address] = site;
             foreach (var (address, count) in parent.Semaphores) child.Semaphores[address] = count;
             child.RendezvousAddress = parent.RendezvousAddress;
+            child.RendezvousTried = parent.RendezvousTried;
             child.Threads.Add(newTid);
             OpenUprobes(child, newTid);
             return;
