@@ -16,6 +16,28 @@ public sealed class StoppedTraceeTests
     private static bool IsStopped(char state) => state is 'T' or 't';
 
     /// <summary>For 1 s: the ticker stays stopped and writes nothing (neither to its file nor through nozoki).</summary>
+    /// <summary>A ticker that nozoki out mirrors (3 ticks seen), then stopped by SIGSTOP while attached.</summary>
+    private static (Tracee Ticker, ExternalProcess Nozoki) AttachThenStop(TempDir dir)
+    {
+        var ticker = Ticker.Start(dir, Interval, Count);
+        ExternalProcess? nozoki = null;
+        try
+        {
+            nozoki = NozokiCli.Start(["out", $"{ticker.Pid}"]);
+            nozoki.WaitForAttached(ticker.Pid);
+            nozoki.WaitForStdout(s => s.Split('\n').Length > 3, Step, "3 mirrored ticks");
+            ticker.Child.Signal(Posix.SIGSTOP);
+            Poll.Until(() => IsStopped(ticker.Status.State), Step, () => $"the ticker to stop ({ProcStatus.Read(ticker.Pid)})");
+            return (ticker, nozoki);
+        }
+        catch
+        {
+            nozoki?.Dispose();
+            ticker.Dispose();
+            throw;
+        }
+    }
+
     private static void AssertStaysStopped(Tracee ticker, ExternalProcess? nozoki)
     {
         Thread.Sleep(200); // let nozoki's output of writes made before the stop reach the test
@@ -75,13 +97,9 @@ public sealed class StoppedTraceeTests
     public void Process_stopped_while_attached_stays_stopped_and_resumes_on_SIGCONT()
     {
         using var dir = new TempDir();
-        using var ticker = Ticker.Start(dir, Interval, Count);
-        using var nozoki = NozokiCli.Start(["out", $"{ticker.Pid}"]);
-        nozoki.WaitForAttached(ticker.Pid);
-        nozoki.WaitForStdout(s => s.Split('\n').Length > 3, Step, "3 mirrored ticks");
-
-        ticker.Child.Signal(Posix.SIGSTOP);
-        Poll.Until(() => IsStopped(ticker.Status.State), Step, () => $"the ticker to stop ({ProcStatus.Read(ticker.Pid)})");
+        var (ticker, nozoki) = AttachThenStop(dir);
+        using var _ = ticker;
+        using var __ = nozoki;
         AssertStaysStopped(ticker, nozoki);
 
         ContinueAndAssertResumes(ticker, nozoki);
@@ -92,12 +110,9 @@ public sealed class StoppedTraceeTests
     public void Process_stopped_while_attached_is_left_stopped_by_detach()
     {
         using var dir = new TempDir();
-        using var ticker = Ticker.Start(dir, Interval, Count);
-        using var nozoki = NozokiCli.Start(["out", $"{ticker.Pid}"]);
-        nozoki.WaitForAttached(ticker.Pid);
-        nozoki.WaitForStdout(s => s.Split('\n').Length > 3, Step, "3 mirrored ticks");
-        ticker.Child.Signal(Posix.SIGSTOP);
-        Poll.Until(() => IsStopped(ticker.Status.State), Step, () => $"the ticker to stop ({ProcStatus.Read(ticker.Pid)})");
+        var (ticker, nozoki) = AttachThenStop(dir);
+        using var _ = ticker;
+        using var __ = nozoki;
 
         nozoki.Signal(Posix.SIGINT);
         Assert.Equal(0, nozoki.WaitForExit(Step));

@@ -23,13 +23,7 @@ public sealed partial class SyscallDecoder
         {
             if (!Read(address + (ulong)k * 16, e))
             {
-                if (k == 0)
-                {
-                    b.Truncate(b.Length - 1);
-                    b.AppendHex(address);
-                    return;
-                }
-
+                if (UnreadableArray(b, address, k)) return;
                 break;
             }
 

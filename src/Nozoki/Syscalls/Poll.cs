@@ -44,13 +44,7 @@ public sealed partial class SyscallDecoder
         {
             if (!Read(address + (ulong)k * 8, e))
             {
-                if (k == 0)
-                {
-                    b.Truncate(b.Length - 1);
-                    b.AppendHex(address);
-                    return;
-                }
-
+                if (UnreadableArray(b, address, k)) return;
                 break;
             }
 
@@ -105,13 +99,7 @@ public sealed partial class SyscallDecoder
         {
             if (!Read(address + (ulong)k * 12, e))
             {
-                if (k == 0)
-                {
-                    if (!single) b.Truncate(b.Length - 1);
-                    b.AppendHex(address);
-                    return;
-                }
-
+                if (UnreadableArray(b, address, k, bracketWritten: !single)) return;
                 break;
             }
 

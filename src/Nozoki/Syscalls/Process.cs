@@ -189,13 +189,7 @@ public sealed partial class SyscallDecoder
         {
             if (!ReadU64(address + (ulong)i * 8, out var p))
             {
-                if (i == 0)
-                {
-                    b.Truncate(b.Length - 1);
-                    b.AppendHex(address);
-                    return;
-                }
-
+                if (UnreadableArray(b, address, i)) return;
                 b.Append(", ...");
                 break;
             }

@@ -362,6 +362,19 @@ public sealed partial class SyscallDecoder(DecodeOptions options)
         else Fd(b, fd);
     }
 
+    /// <summary>
+    /// Element <paramref name="k"/> of an array being printed could not be read. When it is the first, the array is
+    /// printed as its address instead, as strace does (the opening bracket, if written, is taken back): true, the
+    /// caller is done. Otherwise false: the caller ends the list.
+    /// </summary>
+    private static bool UnreadableArray(TextBuffer b, ulong address, long k, bool bracketWritten = true)
+    {
+        if (k != 0) return false;
+        if (bracketWritten) b.Truncate(b.Length - 1);
+        b.AppendHex(address);
+        return true;
+    }
+
     /// <summary>Reads exactly dest.Length bytes; false if any is unreadable.</summary>
     private bool Read(ulong address, Span<byte> dest) =>
         address != 0 && ProcessMemory.Read(_tid, address, dest).BytesRead == dest.Length;

@@ -152,13 +152,7 @@ public sealed partial class SyscallDecoder
 
             if (!ReadI32(address + (ulong)k * 4, out var v))
             {
-                if (k == 0)
-                {
-                    b.Truncate(b.Length - 1);
-                    b.AppendHex(address);
-                    return;
-                }
-
+                if (UnreadableArray(b, address, k)) return;
                 break;
             }
 

@@ -48,7 +48,8 @@ internal interface IUprobeSampleHandler
 /// a hit costs the thread about a microsecond instead of a round trip through the tracer. Events are per thread
 /// (one ring buffer per thread, the thread's other events redirected into it); semaphores are counted by the kernel
 /// (ref_ctr_offset). A reader thread drains the buffers; losses (a full buffer) are reported, never silent.
-/// Every method but the reader takes <see cref="Gate"/>; callers that also call the sink take it too.
+/// Callers hold <see cref="Gate"/> for every method (it also serializes their sink calls with the reader's); a monitor
+/// thread watches how full the rings are without it (see <see cref="IUprobeSampleHandler.OnPressure"/>).
 /// </summary>
 internal sealed unsafe class UprobeHits : IDisposable
 {
@@ -204,8 +205,11 @@ internal sealed unsafe class UprobeHits : IDisposable
             }
 
             ring = new Ring(pid, tid, fd, mapping, length, pages);
-            lock (_ringsLock) _rings[tid] = ring;
-            _version++;
+            lock (_ringsLock)
+            {
+                _rings[tid] = ring;
+                _version++;
+            }
         }
 
         ring.Ids.Add(id);
@@ -270,9 +274,9 @@ internal sealed unsafe class UprobeHits : IDisposable
         {
             _rings.Remove(ring.Tid);
             Perf.Unmap(ring.Mapping, ring.Length);
+            _version++;
         }
 
-        _version++;
         if (lost <= ring.LostReported) return null;
         try
         {
@@ -348,15 +352,7 @@ internal sealed unsafe class UprobeHits : IDisposable
         var seen = -1;
         while (!_stopping)
         {
-            lock (_ringsLock)
-            {
-                if (seen != _version)
-                {
-                    fds = [.. _rings.Values.Select(r => new PollFd { Fd = r.LeaderFd, Events = 1 /* POLLIN */ })];
-                    seen = _version;
-                }
-            }
-
+            fds = PollSet(fds, ref seen);
             fixed (PollFd* p = fds) Libc.poll(p, (ulong)fds.Length, 2);
             lock (_ringsLock)
             {
@@ -488,21 +484,24 @@ internal sealed unsafe class UprobeHits : IDisposable
         yield return obj.Path;
     }
 
+    /// <summary>The rings' descriptors to poll (readable: past the watermark), rebuilt only when the rings changed.</summary>
+    private PollFd[] PollSet(PollFd[] current, ref int seen)
+    {
+        lock (_ringsLock)
+        {
+            if (seen == _version) return current;
+            seen = _version;
+            return [.. _rings.Values.Select(r => new PollFd { Fd = r.LeaderFd, Events = 1 /* POLLIN */ })];
+        }
+    }
+
     private void ReadLoop()
     {
         var fds = Array.Empty<PollFd>();
         var seen = -1;
         while (!_stopping)
         {
-            lock (Gate)
-            {
-                if (seen != _version)
-                {
-                    fds = [.. _rings.Values.Select(r => new PollFd { Fd = r.LeaderFd, Events = 1 /* POLLIN */ })];
-                    seen = _version;
-                }
-            }
-
+            fds = PollSet(fds, ref seen);
             fixed (PollFd* p = fds) Libc.poll(p, (ulong)fds.Length, 10);
             if (_stopping) break;
             try
