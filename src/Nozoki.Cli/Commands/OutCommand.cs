@@ -65,6 +65,7 @@ internal static class OutCommand
         var stdout = FdWriter.Stdout;
         var stderr = FdWriter.Stderr;
         var sink = o.Json ? (IMirrorSink)new JsonMirrorSink(stdout) : new TextMirrorSink(stdout, stderr, o.Paint, o.Quiet, o.Pid);
+        using var stop = StopSignals.Install();
         TraceSession session;
         try
         {
@@ -77,13 +78,11 @@ internal static class OutCommand
 
         // Ctrl-C, kill, a closed terminal: detach and leave the process running. The runtime's default would end
         // nozoki at once; cancelling it keeps nozoki alive long enough to detach every thread.
-        using var registrations = new DisposableList(
-            [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT }
-                .Select(s => PosixSignalRegistration.Create(s, c =>
-                {
-                    c.Cancel = true;
-                    session.RequestDetach();
-                }))]);
+        stop.Then(_ =>
+        {
+            session.RequestDetach();
+            FdWriter.Abandon();
+        });
         // `nozoki out PID | head -1`: notice the reader has gone even while the tracee writes nothing.
         var watcher = new Thread(() =>
         {
@@ -93,17 +92,11 @@ internal static class OutCommand
         if (duration is { } d && !session.Completion.Wait(d)) session.RequestDetach();
 
         var result = session.Completion.GetAwaiter().GetResult();
+        FdWriter.ReportDropped();
         if (result.Error is OutputClosedException || result.Error is AggregateException { InnerExceptions: [OutputClosedException, ..] })
             return (int)ReturnCode.Success;
         if (result.Error is not null) return Errors.Report(result.Error);
         return (int)ReturnCode.Success;
     }
 
-    private sealed class DisposableList(IReadOnlyList<IDisposable> items) : IDisposable
-    {
-        public void Dispose()
-        {
-            foreach (var i in items) i.Dispose();
-        }
-    }
 }

@@ -201,6 +201,7 @@ internal static class TraceCommand
             LiveEntries = !o.Json && o.Output is null,
         });
 
+        using var stop = StopSignals.Install();
         var sessions = new List<TraceSession>();
         // -e trace=none (signals and exits only): no syscall stops at all, attached or launched.
         var noSyscalls = o.Syscalls is { } only && !only.Numbers().Any();
@@ -231,11 +232,8 @@ internal static class TraceCommand
 
         // Ctrl-C, kill, a closed terminal: detach and leave attached processes running (a launched command is
         // killed with nozoki by PTRACE_O_EXITKILL, as strace does with the commands it starts).
-        using var registrations = new DisposableList(
-            [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT }
-                .Select(s => PosixSignalRegistration.Create(s, c =>
+        stop.Then(s =>
                 {
-                    c.Cancel = true;
                     if (launched)
                     {
                         // A launched command keeps running under nozoki until it exits: the terminal's SIGINT reaches
@@ -246,7 +244,8 @@ internal static class TraceCommand
                     }
 
                     foreach (var session in sessions) session.RequestDetach();
-                }))]);
+                    FdWriter.Abandon();
+                });
 
         // The reader of the trace has gone: an attached process is detached and left running; a launched command
         // runs on, untraced in effect, until it exits.
@@ -264,6 +263,7 @@ internal static class TraceCommand
         sink.Flush();
         if (o.Count) sink.WriteSummary(tracer.Statistics());
         sink.Flush();
+        FdWriter.ReportDropped();
         if (error is not null) return Errors.Report(error);
         if (launched && exit is { } status) return status.ShellStatus;
         return (int)ReturnCode.Success;
@@ -275,11 +275,4 @@ internal static class TraceCommand
         return (int)code;
     }
 
-    private sealed class DisposableList(IReadOnlyList<IDisposable> items) : IDisposable
-    {
-        public void Dispose()
-        {
-            foreach (var i in items) i.Dispose();
-        }
-    }
 }

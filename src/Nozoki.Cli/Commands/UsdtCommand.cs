@@ -119,26 +119,19 @@ internal static class UsdtCommand
             limit = true;
             session?.RequestDetach();
         };
+        using var stop = StopSignals.Install();
         session = start();
         if (limit) session.RequestDetach();
-        using var registrations = new Registrations(
-            [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT }
-                .Select(s => PosixSignalRegistration.Create(s, c =>
-                {
-                    c.Cancel = true;
-                    session.RequestDetach();
-                }))]);
+        stop.Then(_ =>
+        {
+            session.RequestDetach();
+            FdWriter.Abandon();
+        });
         var result = session.Completion.GetAwaiter().GetResult();
+        FdWriter.ReportDropped();
         if (result.Error is not null && result.Error is not OutputClosedException) return Errors.Report(result.Error);
         if (tracer.ReaderError is not null && tracer.ReaderError is not OutputClosedException) return Errors.Report(tracer.ReaderError);
         return exitWithCommand && result.Reason == TraceEndReason.TargetExited ? result.TargetExit?.ShellStatus ?? 0 : 0;
     }
 
-    private sealed class Registrations(IReadOnlyList<IDisposable> items) : IDisposable
-    {
-        public void Dispose()
-        {
-            foreach (var i in items) i.Dispose();
-        }
-    }
 }

@@ -42,6 +42,70 @@ internal static unsafe class Fd
         }
     }
 
+    /// <summary>What kind of file fd is open on (S_IFMT bits of its mode), or 0 if fstat fails.</summary>
+    internal static uint FileType(int fd)
+    {
+        StatBuf st;
+        return Libc.fstat(fd, &st) == 0 ? st.Mode & Libc.S_IFMT : 0;
+    }
+
+    /// <summary>
+    /// A new, non-blocking open file description of the pipe, FIFO or terminal fd is open on (via /proc/self/fd), so
+    /// that nozoki's own writes can wait in poll rather than in write(2) without setting O_NONBLOCK on a description
+    /// it shares with others (a shell, a launched command). -1 when that cannot be done.
+    /// </summary>
+    internal static int OpenNonBlocking(int fd) =>
+        Libc.open($"/proc/self/fd/{fd}", Libc.O_WRONLY | Libc.O_NONBLOCK | Libc.O_NOCTTY | Libc.O_CLOEXEC);
+
+    /// <summary>An eventfd that tells blocked writers to give up (see <see cref="WriteAllUnlessAbandoned"/>).</summary>
+    internal static int CreateAbandonSignal() => Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
+
+    internal static void RaiseAbandonSignal(int eventFd)
+    {
+        ulong one = 1;
+        Libc.write(eventFd, (byte*)&one, 8);
+    }
+
+    /// <summary>
+    /// Writes data to a non-blocking fd (a socket: sent with MSG_DONTWAIT), waiting in poll while it is full, until
+    /// every byte is out or abandonFd becomes readable. Returns 0 when all was written, -1 when abandoned, else the
+    /// errno that stopped it; written says how many bytes went out. With once, it gives up at the first EAGAIN.
+    /// </summary>
+    internal static int WriteAllUnlessAbandoned(int fd, bool socket, ReadOnlySpan<byte> data, int abandonFd, bool once, out int written)
+    {
+        written = 0;
+        var pfds = stackalloc PollFd[2];
+        fixed (byte* p = data)
+        {
+            while (written < data.Length)
+            {
+                var n = socket
+                    ? Libc.send(fd, p + written, (nuint)(data.Length - written), Libc.MSG_DONTWAIT | MsgNoSignal)
+                    : Libc.write(fd, p + written, (nuint)(data.Length - written));
+                if (n > 0)
+                {
+                    written += (int)n;
+                    continue;
+                }
+
+                var errno = n == 0 ? Errno.EIO : Marshal.GetLastPInvokeError();
+                if (errno == Errno.EINTR) continue;
+                if (errno != Errno.EAGAIN) return errno;
+                if (once) return -1;
+                pfds[0] = new PollFd { Fd = fd, Events = Libc.POLLOUT };
+                pfds[1] = new PollFd { Fd = abandonFd, Events = Libc.POLLIN };
+                var r = Libc.poll(pfds, abandonFd >= 0 ? 2UL : 1UL, -1);
+                if (r < 0 && Marshal.GetLastPInvokeError() != Errno.EINTR) return Marshal.GetLastPInvokeError();
+                if (abandonFd >= 0 && (pfds[1].Revents & Libc.POLLIN) != 0) return -1;
+            }
+
+            return 0;
+        }
+    }
+
+    // send(2) would raise SIGPIPE where write(2) on a socket returns EPIPE with SIGPIPE ignored (as .NET does).
+    private const int MsgNoSignal = 0x4000;
+
     /// <summary>
     /// Blocks until the peer of fd hangs up (a pipe whose reader has gone: POLLERR; a terminal hung up: POLLHUP).
     /// Asking for no events means only those conditions wake it. Returns false if poll fails.

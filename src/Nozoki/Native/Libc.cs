@@ -61,6 +61,18 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "write", SetLastError = true)]
     internal static partial nint write(int fd, byte* buf, nuint count);
 
+    [LibraryImport(Lib, EntryPoint = "send", SetLastError = true)]
+    internal static partial nint send(int fd, byte* buf, nuint count, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    internal static partial int open(string path, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "fstat", SetLastError = true)]
+    internal static partial int fstat(int fd, StatBuf* buf);
+
+    [LibraryImport(Lib, EntryPoint = "eventfd", SetLastError = true)]
+    internal static partial int eventfd(uint initval, int flags);
+
     [LibraryImport(Lib, EntryPoint = "close", SetLastError = true)]
     internal static partial int close(int fd);
 
@@ -136,6 +148,12 @@ internal static unsafe partial class Libc
     internal const int O_CREAT = 0x40;
     internal const int O_TRUNC = 0x200;
     internal const int O_CLOEXEC = 0x80000;
+    internal const int O_NONBLOCK = 0x800;
+    internal const int O_NOCTTY = 0x100;
+    internal const int MSG_DONTWAIT = 0x40;
+    internal const int EFD_CLOEXEC = 0x80000;
+    internal const int EFD_NONBLOCK = 0x800;
+    internal const uint S_IFMT = 0xF000, S_IFIFO = 0x1000, S_IFCHR = 0x2000, S_IFSOCK = 0xC000, S_IFREG = 0x8000, S_IFDIR = 0x4000;
 
     internal const short POLLIN = 0x1;
     internal const short POLLOUT = 0x4;
@@ -160,6 +178,17 @@ internal struct Iovec
 {
     public ulong Base;
     public ulong Length;
+}
+
+/// <summary>x86_64 struct stat (144 bytes); only what nozoki reads is named.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 144)]
+internal struct StatBuf
+{
+    [FieldOffset(0)] public ulong Dev;
+    [FieldOffset(8)] public ulong Ino;
+    [FieldOffset(24)] public uint Mode;
+    [FieldOffset(40)] public ulong Rdev;
+    [FieldOffset(48)] public long Size;
 }
 
 [StructLayout(LayoutKind.Sequential)]

@@ -270,15 +270,18 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             return false; // the thread exited meanwhile
         }
 
-        if (!isFirst && errno == Errno.EPERM && ProcessInfo.TryRead(tid)?.TracerPid == _selfTid)
+        if (!isFirst && errno == Errno.EPERM && (ProcessInfo.TryRead(tid)?.TracerPid is null or 0 || TracedByUs(tid)))
         {
             // Born during attach and attached automatically (PTRACE_O_TRACECLONE): its first stop is on its way.
+            // Or gone already: such a thread answers EPERM, not ESRCH, while it is a zombie that is ours to reap.
             return false;
         }
 
         if (errno == Errno.EPERM) throw new TracePermissionException(pid, TraceSession.ExplainPermission(pid));
         throw new TraceException($"PTRACE_SEIZE of thread {tid} failed: {Libc.StrError(errno)}");
     }
+
+    private bool TracedByUs(int tid) => ProcessInfo.TryRead(tid)?.TracerPid == _selfTid;
 
     private static void Interrupt(int tid) => Libc.ptrace(Ptrace.INTERRUPT, tid, 0, 0);
 
@@ -499,7 +502,14 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     {
         if (!_tasks.TryGetValue(tid, out var t))
         {
-            if (!Wait.IfStopped(status)) return; // a child of ours that is not a tracee (the waker) has exited
+            if (!Wait.IfStopped(status))
+            {
+                // A task that died before its first stop and before its parent's clone/fork event was handled (or the
+                // waker): that late event must not bring it back.
+                if (tid != _wakerPid) _goneEarly.Add(tid);
+                return;
+            }
+
             // A new task reported its first stop before its parent's clone/fork event.
             t = NewTask(tid);
         }
@@ -511,6 +521,14 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         }
 
         _current = t;
+        if (t.Initial && !t.Started)
+        {
+            // PTRACE_INTERRUPT is answered by the next ptrace stop of any kind: a thread that was cloning or in a
+            // syscall when we attached reports that event or syscall stop, and no PTRACE_EVENT_STOP follows.
+            t.Started = true;
+            _initialPending--;
+        }
+
         var sig = Wait.StopSig(status);
         var evt = Wait.Event(status);
         if (sig == (Signals.SIGTRAP | 0x80))
@@ -528,8 +546,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             case Ptrace.EVENT_STOP:
                 var first = !t.Started;
                 t.Started = true;
-                if (first && t.Initial) _initialPending--;
-                if (first && !t.Initial && !t.SeenByParent)
+                if (first && !t.SeenByParent)
                 {
                     // Born, but its parent's clone/fork event is still to come: the observer must see it (OnNewTask)
                     // before it runs a single instruction, so it stays stopped until then.
@@ -663,10 +680,10 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         return true;
     }
 
-    private TaskState NewTask(int tid)
+    private TaskState NewTask(int tid, int tgid = 0)
     {
         _goneEarly.Remove(tid); // a reused id: the old entry is stale
-        var tgid = ProcessInfo.ReadTgid(tid);
+        if (tgid == 0) tgid = ProcessInfo.ReadTgid(tid);
         if (tgid == 0) tgid = tid;
         var t = new TaskState(tid, tgid);
         if (_heldProcesses.Contains(tgid)) t.Parked = t.HeldForObserver = true; // born into a held process
@@ -681,7 +698,15 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         if (!PtraceCalls.GetEventMsg(parent.Tid, out var msg)) return;
         var child = (int)msg;
         if (_goneEarly.Remove(child)) return;
-        if (!_tasks.TryGetValue(child, out var t)) t = NewTask(child);
+        if (!_tasks.TryGetValue(child, out var t))
+        {
+            // Its first stop is still to come. /proc tells which process it belongs to; a task that is not there
+            // any more has been reaped (as a death we could not place) and must not be waited for.
+            var tgid = ProcessInfo.ReadTgid(child);
+            if (tgid == 0) return;
+            t = NewTask(child, tgid);
+        }
+
         t.SeenByParent = true;
         var isProcess = evt != Ptrace.EVENT_CLONE || t.Tgid != parent.Tgid;
         if (!_preExec) observer.OnNewTask(parent.Tid, child, t.Tgid, isProcess);
@@ -715,10 +740,14 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         if (_awaitingParent == 0) return;
         foreach (var t in _tasks.Values.Where(x => x.AwaitingParent).ToList())
         {
-            var isThread = t.Tid != t.Tgid;
-            if (isThread ? t.Tgid != gone.Tgid : ProcessInfo.TryRead(t.Tgid)?.PPid is { } ppid && _tasks.Values.Any(x => x.Tgid == ppid)) continue;
+            // A new thread's clone event is lost only when its creator is killed inside clone(), and that takes a
+            // fatal signal or an exec that kills the whole thread group, the newborn with it: it reports its own
+            // death. Releasing it when some other thread of the process exits would let it run unseen, and its
+            // clone event, still to come, would then bring back a thread that is gone.
+            if (t.Tid != t.Tgid) continue;
+            if (ProcessInfo.TryRead(t.Tgid)?.PPid is { } ppid && _tasks.Values.Any(x => x.Tgid == ppid)) continue;
             t.SeenByParent = true;
-            if (!_preExec) observer.OnNewTask(gone.Tid, t.Tid, t.Tgid, !isThread);
+            if (!_preExec) observer.OnNewTask(gone.Tid, t.Tid, t.Tgid, true);
             ReleaseNewborn(t);
         }
     }
