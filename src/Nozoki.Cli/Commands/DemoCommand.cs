@@ -12,7 +12,8 @@ internal static class DemoCommand
 {
     public static Command Create()
     {
-        var seconds = new Option<double>("--seconds") { Description = "how long to mirror", DefaultValueFactory = _ => 3 };
+        // Task.Wait takes at most int.MaxValue milliseconds.
+        var seconds = Arguments.Seconds(new Option<double>("--seconds") { Description = "how long to mirror", DefaultValueFactory = _ => 3 }, int.MaxValue / 1000);
         var color = OutCommand.ColorOption();
         var cmd = new Command("demo", "Show `nozoki out` on a built-in ticker: attach, mirror for 3 s, detach, check it runs on") { seconds, color };
         cmd.SetAction(r => Run(TimeSpan.FromSeconds(r.GetValue(seconds)), OutCommand.ShouldPaint(r.GetValue(color)!)));

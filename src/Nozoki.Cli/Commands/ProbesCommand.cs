@@ -19,7 +19,7 @@ internal static class ProbesCommand
             Description = "an ELF file, then optionally a filter [OBJECT:]PROVIDER:NAME with * wildcards (with -p: only the filter)",
             Arity = ArgumentArity.ZeroOrMore,
         };
-        var pid = new Option<int?>("--pid", "-p") { Description = "list the probes of every ELF object mapped in this process (with addresses and semaphore values)" };
+        var pid = Arguments.PidOption("list the probes of every ELF object mapped in this process (with addresses and semaphore values)");
         var json = new Option<bool>("--json") { Description = "one JSON object per probe site" };
         var noHeader = new Option<bool>("--no-header") { Description = "no column header line" };
         var cmd = new Command("probes", "List USDT (systemtap SDT) probe sites of an ELF file or of a running process")
@@ -41,7 +41,6 @@ internal static class ProbesCommand
             else
             {
                 if (args.Length > 1) return Usage("probes -p PID: give at most one filter, and no file");
-                if (p <= 0) return Usage($"-p {p}: not a process id");
                 filter = args.Length > 0 ? args[0] : null;
             }
 
