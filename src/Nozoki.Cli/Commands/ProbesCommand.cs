@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Nozoki.Cli.Output;
 using Nozoki.Elf;
+using Nozoki.Native;
 using Nozoki.Probes;
 using Nozoki.Tracing;
 
@@ -66,13 +67,23 @@ internal static class ProbesCommand
         return (int)ReturnCode.Usage;
     }
 
-    /// <summary>Exit codes for files: no such file 3, permission 4, malformed ELF 2, not an ELF (or not one nozoki reads) 5.</summary>
+    /// <summary>
+    /// Exit codes for files: no such file 3, permission 4, malformed ELF 2, not a regular file (a directory, FIFO,
+    /// device or socket) 2, a regular file that is not an ELF (or not one nozoki reads) 5.
+    /// </summary>
     private static int ListFile(string path, ProbePattern pattern, bool json, bool noHeader)
     {
+        if (path.Length == 0) return Usage("probes: the file name is empty");
+        // Before opening: opening a FIFO would wait for a writer forever, and reading /dev/zero would never end.
+        var errno = PathFiles.GetKind(path, out var kind);
+        if (errno is Errno.ENOENT or Errno.ENOTDIR) return Fail(ReturnCode.NotFound, $"{path}: no such file");
+        if (errno == Errno.EACCES) return Fail(ReturnCode.PermissionDenied, $"{path}: permission denied");
+        if (errno != 0) return Fail(ReturnCode.Error, $"{path}: {Libc.StrError(errno)}");
+        if (kind != FileKind.Regular) return Usage($"{path}: is {PathFiles.Describe(kind)}, not an ELF file");
+
         List<ProbeSite> sites;
         try
         {
-            if (Directory.Exists(path)) return Fail(ReturnCode.NotTraceable, $"{path}: is a directory, not an ELF file");
             using var elf = ElfFile.Open(path);
             sites = StapsdtNotes.Read(elf, resolveSymbols: false);
         }

@@ -159,15 +159,9 @@ internal static class TraceCommand
         FdWriter writer;
         if (o.Output is { } path)
         {
-            try
-            {
-                file = File.OpenHandle(path, FileMode.Create, FileAccess.Write, FileShare.ReadWrite);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                Console.Error.WriteLine($"nozoki: error: cannot write {path}: {e.Message}");
-                return (int)ReturnCode.Error;
-            }
+            // By errno, as strace says it ("Can't fopen '/tmp': Is a directory"); exit 1, as strace's.
+            file = PathFiles.OpenForWriting(path, out var errno);
+            if (file is null) return Report($"cannot open '{path}' (-o): {Libc.StrError(errno)}", ReturnCode.Error);
 
             writer = new FdWriter((int)file.DangerousGetHandle());
         }
