@@ -11,14 +11,12 @@ namespace Nozoki.Cli;
 /// </summary>
 internal static class Arguments
 {
-    /// <summary>PID_MAX_LIMIT (include/linux/threads.h, 64-bit): /proc/sys/kernel/pid_max cannot be set higher.</summary>
-    public const int PidMaxLimit = 4 * 1024 * 1024;
-
     private delegate bool TryParse<T>(string text, out T value, out string problem);
 
     /// <summary>
-    /// A PID as nozoki takes it everywhere: decimal digits only (no sign, blanks or hex), from 1 to
-    /// <see cref="PidMaxLimit"/>. A well-formed PID that no process has is not a usage error (exit 3, later).
+    /// A PID as nozoki takes it everywhere: decimal digits only (no sign, blanks or hex), from 1 to 2147483647 (pid_t
+    /// is a 32-bit int). A well-formed PID that no process has (above pid_max, or exited) is not a usage error: exit
+    /// 3, later, "no process with PID n".
     /// </summary>
     public static bool TryParsePid(string text, out int pid, out string problem)
     {
@@ -31,10 +29,10 @@ internal static class Arguments
             return false;
         }
 
-        if (digits.Length > 7 || !int.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out pid) || pid > PidMaxLimit)
+        if (digits.Length > 10 || !int.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out pid))
         {
             pid = 0;
-            problem = $"PID must be at most {PidMaxLimit} (the kernel's limit): '{text}'";
+            problem = $"PID must be at most {int.MaxValue}: '{text}'";
             return false;
         }
 
