@@ -134,7 +134,7 @@ public sealed class ProbesCliTests
     }
 
     [Fact]
-    public void Files_that_are_not_elf_exit_5_missing_files_3()
+    public void Files_that_are_not_elf_exit_5_directories_2_missing_files_3()
     {
         using var dir = new TempDir();
         var script = dir.File("script.sh");
@@ -148,7 +148,7 @@ public sealed class ProbesCliTests
         var empty = dir.File("empty");
         File.WriteAllBytes(empty, []);
         AssertError(5, "probes", empty);
-        AssertError(5, "probes", dir.Path);
+        Assert.Contains("is a directory", AssertError(2, "probes", dir.Path), StringComparison.Ordinal); // not a regular file: 2
         Assert.Contains("no such file", AssertError(3, "probes", dir.File("missing")), StringComparison.Ordinal);
     }
 

@@ -111,7 +111,7 @@ public sealed class ProbesTests
         { "libc.so.6:libstdcxx:throw", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "libstdcxx", "throw", false },
         { "/usr/bin/python3*:python:function__entry", "/usr/bin/python3.11", "python", "function__entry", true },
         { "/usr/lib/*:python:*", "/usr/bin/python3.11", "python", "line", false },
-        { "c:\\x:p:n", "c:\\x", "p", "n", true },
+        { "/srv/c:x/lib.so:p:n", "/srv/c:x/lib.so", "p", "n", true },
     };
 
     [Theory]
@@ -127,6 +127,8 @@ public sealed class ProbesTests
     [InlineData(":name")]
     [InlineData("provider:")]
     [InlineData("::")]
+    [InlineData("a:b:c:d:e")]
+    [InlineData("a:b:c:d")]
     public void Bad_patterns_are_refused(string pattern) => Assert.False(ProbePattern.TryParse(pattern, out _, out _));
 
     [Fact]

@@ -86,6 +86,84 @@ public sealed class TraceLibraryTests
         Assert.Throws<FormatException>(() => SignalSet.Parse("SIGNOPE"));
     }
 
+    /// <summary>
+    /// strace (6.1 here) is the oracle: each -e expression is accepted or refused as strace does, with strace's message.
+    /// It refuses an empty set (`trace=`, `trace=!`, `trace=,`), `none` among other items (and `all` among others for
+    /// signal= and status=), and takes blanks as part of a name; each leading ! inverts.
+    /// </summary>
+    [Theory]
+    [InlineData("trace=")]
+    [InlineData("trace=!")]
+    [InlineData("trace=,")]
+    [InlineData("trace=!,")]
+    [InlineData("trace=all,none")]
+    [InlineData("trace=none,all")]
+    [InlineData("trace=%file,none")]
+    [InlineData("trace=none")]
+    [InlineData("trace=!none")]
+    [InlineData("trace=all")]
+    [InlineData("trace=!all")]
+    [InlineData("trace=!!open")]
+    [InlineData("trace=open,all")]
+    [InlineData("trace=?")]
+    [InlineData("trace=?nosuchcall,read")]
+    [InlineData("trace=open,")]
+    [InlineData("trace=read,,write")]
+    [InlineData("trace= open")]
+    [InlineData("trace=open ")]
+    [InlineData("trace=nosuchcall")]
+    [InlineData("trace=/")]
+    [InlineData("trace=-1")]
+    [InlineData("signal=")]
+    [InlineData("signal=!")]
+    [InlineData("signal=,")]
+    [InlineData("signal=INT,all")]
+    [InlineData("signal=none,INT")]
+    [InlineData("signal=all")]
+    [InlineData("signal=!none")]
+    [InlineData("signal=!!INT")]
+    [InlineData("signal=SIGKILL,")]
+    [InlineData("signal=sigint")]
+    [InlineData("signal=?INT")]
+    [InlineData("signal=RT_0")]
+    [InlineData("signal=SIGRT_3")]
+    [InlineData("status=")]
+    [InlineData("status=!")]
+    [InlineData("status=,")]
+    [InlineData("status=all,none")]
+    [InlineData("status=none")]
+    [InlineData("status=!all")]
+    [InlineData("status=!!failed")]
+    [InlineData("status=failed,,")]
+    [InlineData("status=successful,failed")]
+    [InlineData("status=maybe")]
+    public void Filter_expressions_are_accepted_and_refused_as_by_strace(string expression)
+    {
+        using var strace = ExternalProcess.Start("strace", "strace", ["-o", "/dev/null", "-e", expression, "true"]);
+        var straceCode = strace.WaitForExit(TimeSpan.FromSeconds(30));
+        var straceError = strace.StderrLines().FirstOrDefault() ?? "";
+
+        var eq = expression.IndexOf('=', StringComparison.Ordinal);
+        var (key, value) = (expression[..eq], expression[(eq + 1)..]);
+        string? error = null;
+        try
+        {
+            _ = key switch
+            {
+                "trace" => (object)SyscallSet.Parse(value),
+                "signal" => SignalSet.Parse(value),
+                _ => StatusFilters.Parse(value),
+            };
+        }
+        catch (FormatException e)
+        {
+            error = e.Message;
+        }
+
+        Assert.True((straceCode == 0) == (error is null), $"-e {expression}: strace exits {straceCode} ({straceError}), nozoki {(error is null ? "accepts it" : $"refuses it: {error}")}");
+        if (error is not null) Assert.Equal(straceError, $"strace: {error}");
+    }
+
     [Fact]
     public void Table_covers_every_number_the_headers_define()
     {

@@ -12,7 +12,8 @@ internal static class DemoCommand
 {
     public static Command Create()
     {
-        var seconds = new Option<double>("--seconds") { Description = "how long to mirror", DefaultValueFactory = _ => 3 };
+        // Task.Wait takes at most int.MaxValue milliseconds.
+        var seconds = Arguments.Seconds(new Option<double>("--seconds") { Description = "how long to mirror", DefaultValueFactory = _ => 3 }, int.MaxValue / 1000);
         var color = OutCommand.ColorOption();
         var cmd = new Command("demo", "Show `nozoki out` on a built-in ticker: attach, mirror for 3 s, detach, check it runs on") { seconds, color };
         cmd.SetAction(r => Run(TimeSpan.FromSeconds(r.GetValue(seconds)), OutCommand.ShouldPaint(r.GetValue(color)!)));
@@ -27,16 +28,17 @@ internal static class DemoCommand
         using var ticker = StartTicker(outPath, errPath);
         try
         {
-            Console.WriteLine($"nozoki demo: started a ticker, PID {ticker.Pid}: 3 threads writing numbered lines, every third to stderr,");
-            Console.WriteLine($"  into files nobody is watching ({outPath}, {errPath}).");
+            Console.WriteLine($"nozoki demo: started a ticker, PID {ticker.Pid}: a .NET program in which {TickerMode.Writers} threads write numbered lines,");
+            Console.WriteLine($"  every third to stderr, into files nobody is watching ({outPath}, {errPath}).");
             if (!WaitFor(() => new FileInfo(outPath).Length > 0, TimeSpan.FromSeconds(10)))
             {
                 Console.Error.WriteLine("nozoki: error: the demo ticker did not start");
                 return (int)ReturnCode.Error;
             }
 
-            Console.WriteLine($"nozoki demo: now running the equivalent of `nozoki out {ticker.Pid}` for {duration.TotalSeconds:0.#} s;");
-            Console.WriteLine("  what the ticker writes appears below as if this were its terminal (its stderr in red on a terminal):");
+            Console.WriteLine($"nozoki demo: now running the equivalent of `nozoki out {ticker.Pid}` for {duration.TotalSeconds:0.#} s. It attaches to every thread");
+            Console.WriteLine($"  of the ticker, all counted below: its {TickerMode.Writers} writers, its main thread and the .NET runtime's own threads.");
+            Console.WriteLine("  What the ticker writes appears below as if this were its terminal (its stderr in red on a terminal):");
             Console.Out.Flush();
             var code = OutCommand.Mirror(new OutCommand.MirrorOptions(ticker.Pid, [1, 2], false, paint, Json: false, Quiet: false), duration);
             if (code != 0) return code;

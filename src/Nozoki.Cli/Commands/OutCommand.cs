@@ -12,8 +12,8 @@ internal static class OutCommand
 {
     public static Command Create()
     {
-        var pid = new Argument<int>("PID") { Description = "the process to watch" };
-        var fds = new Option<int[]>("--fd") { Description = "mirror this file descriptor (repeatable; default: 1 and 2)" };
+        var pid = Arguments.Pid("the process to watch");
+        var fds = FdOption("mirror this file descriptor (repeatable; default: 1 and 2)");
         var follow = new Option<bool>("--follow", "-f") { Description = "also mirror children and their descendants" };
         var color = ColorOption();
         var json = new Option<bool>("--json") { Description = "one JSON object per write: time, pid, tid, fd, data, encoding" };
@@ -25,12 +25,6 @@ internal static class OutCommand
         cmd.SetAction(r =>
         {
             var selected = r.GetValue(fds);
-            if (selected?.FirstOrDefault(fd => fd < 0) is { } negative and < 0)
-            {
-                Console.Error.WriteLine($"nozoki: error: --fd {negative}: a file descriptor cannot be negative");
-                return (int)ReturnCode.Usage;
-            }
-
             var options = new MirrorOptions(
                 r.GetValue(pid),
                 selected is { Length: > 0 } ? selected : [1, 2],
@@ -43,12 +37,13 @@ internal static class OutCommand
         return cmd;
     }
 
-    internal static Option<string> ColorOption()
-    {
-        var color = new Option<string>("--color") { Description = "paint the tracee's stderr red: auto (when nozoki's stderr is a terminal), always, never", DefaultValueFactory = _ => "auto" };
-        color.AcceptOnlyFromAmong("auto", "always", "never");
-        return color;
-    }
+    internal static Option<string> ColorOption() => Arguments.OneOf(
+        new Option<string>("--color") { Description = "paint the tracee's stderr red: auto (when nozoki's stderr is a terminal), always, never", DefaultValueFactory = _ => "auto" },
+        "auto", "always", "never");
+
+    /// <summary>`--fd N` (repeatable) of out and run.</summary>
+    internal static Option<int[]> FdOption(string description) =>
+        Arguments.Ints(new Option<int[]>("--fd") { Description = description }, 0, int.MaxValue, "a file descriptor number (0 or more)");
 
     internal static bool ShouldPaint(string color) => color switch
     {

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Nozoki.Cli.Output;
 using Nozoki.Elf;
+using Nozoki.Native;
 using Nozoki.Probes;
 using Nozoki.Tracing;
 
@@ -19,7 +20,7 @@ internal static class ProbesCommand
             Description = "an ELF file, then optionally a filter [OBJECT:]PROVIDER:NAME with * wildcards (with -p: only the filter)",
             Arity = ArgumentArity.ZeroOrMore,
         };
-        var pid = new Option<int?>("--pid", "-p") { Description = "list the probes of every ELF object mapped in this process (with addresses and semaphore values)" };
+        var pid = Arguments.PidOption("list the probes of every ELF object mapped in this process (with addresses and semaphore values)");
         var json = new Option<bool>("--json") { Description = "one JSON object per probe site" };
         var noHeader = new Option<bool>("--no-header") { Description = "no column header line" };
         var cmd = new Command("probes", "List USDT (systemtap SDT) probe sites of an ELF file or of a running process")
@@ -41,7 +42,6 @@ internal static class ProbesCommand
             else
             {
                 if (args.Length > 1) return Usage("probes -p PID: give at most one filter, and no file");
-                if (p <= 0) return Usage($"-p {p}: not a process id");
                 filter = args.Length > 0 ? args[0] : null;
             }
 
@@ -67,13 +67,23 @@ internal static class ProbesCommand
         return (int)ReturnCode.Usage;
     }
 
-    /// <summary>Exit codes for files: no such file 3, permission 4, malformed ELF 2, not an ELF (or not one nozoki reads) 5.</summary>
+    /// <summary>
+    /// Exit codes for files: no such file 3, permission 4, malformed ELF 2, not a regular file (a directory, FIFO,
+    /// device or socket) 2, a regular file that is not an ELF (or not one nozoki reads) 5.
+    /// </summary>
     private static int ListFile(string path, ProbePattern pattern, bool json, bool noHeader)
     {
+        if (path.Length == 0) return Usage("probes: the file name is empty");
+        // Before opening: opening a FIFO would wait for a writer forever, and reading /dev/zero would never end.
+        var errno = PathFiles.GetKind(path, out var kind);
+        if (errno is Errno.ENOENT or Errno.ENOTDIR) return Fail(ReturnCode.NotFound, $"{path}: no such file");
+        if (errno == Errno.EACCES) return Fail(ReturnCode.PermissionDenied, $"{path}: permission denied");
+        if (errno != 0) return Fail(ReturnCode.Error, $"{path}: {Libc.StrError(errno)}");
+        if (kind != FileKind.Regular) return Usage($"{path}: is {PathFiles.Describe(kind)}, not an ELF file");
+
         List<ProbeSite> sites;
         try
         {
-            if (Directory.Exists(path)) return Fail(ReturnCode.NotTraceable, $"{path}: is a directory, not an ELF file");
             using var elf = ElfFile.Open(path);
             sites = StapsdtNotes.Read(elf, resolveSymbols: false);
         }

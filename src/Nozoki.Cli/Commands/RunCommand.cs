@@ -21,7 +21,7 @@ internal static partial class RunCommand
     public static Command Create()
     {
         var style = new Option<string>("--style") { Description = $"how stderr looks: {string.Join(", ", Styles.Keys)}, or SGR parameters such as '1;38;5;208'", DefaultValueFactory = _ => "bold-red" };
-        var fds = new Option<int[]>("--fd") { Description = "paint writes to this file descriptor (repeatable; default: 2)" };
+        var fds = OutCommand.FdOption("paint writes to this file descriptor (repeatable; default: 2)");
         var color = OutCommand.ColorOption();
         var command = new Argument<string[]>("CMD") { Description = "the command and its arguments (after --)", Arity = ArgumentArity.OneOrMore };
         var cmd = new Command("run", "Run a command with its stderr painted red; stdout/stderr order kept exactly, the terminal still a terminal")
@@ -34,17 +34,11 @@ internal static partial class RunCommand
             if (Styles.TryGetValue(sgr, out var named)) sgr = named;
             else if (!SgrPattern().IsMatch(sgr))
             {
-                Console.Error.WriteLine($"nozoki: error: --style '{sgr}': not a known style ({string.Join(", ", Styles.Keys)}) nor SGR parameters like '1;31'");
+                Console.Error.WriteLine($"nozoki: error: --style must be a style name ({string.Join(", ", Styles.Keys)}) or SGR parameters such as '1;31': '{sgr}'");
                 return (int)ReturnCode.Usage;
             }
 
             var selected = r.GetValue(fds) is { Length: > 0 } f ? f : [2];
-            if (selected.Any(fd => fd < 0))
-            {
-                Console.Error.WriteLine("nozoki: error: --fd: a file descriptor cannot be negative");
-                return (int)ReturnCode.Usage;
-            }
-
             return Run(r.GetValue(command)!, sgr, selected, OutCommand.ShouldPaint(r.GetValue(color)!));
         });
         return cmd;

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
 using System.Runtime.InteropServices;
 using Nozoki.Cli.Output;
 using Nozoki.Native;
@@ -17,7 +16,9 @@ internal static class TraceCommand
         var pids = new Option<string[]>("-p", "--attach") { Description = "trace the process PID and all its threads (repeatable, or a comma list)" };
         var follow = new Option<bool>("-f", "--follow-forks") { Description = "also trace children (fork, vfork, clone) and their descendants" };
         var output = new Option<string>("-o", "--output") { Description = "write the trace to FILE instead of stderr" };
-        var strsize = new Option<int>("-s", "--string-limit") { Description = "show at most N bytes of each string (default 32)", DefaultValueFactory = _ => 32 };
+        var strsize = Arguments.Int(
+            new Option<int>("-s", "--string-limit") { Description = "show at most N bytes of each string (default 32)", DefaultValueFactory = _ => 32 },
+            0, int.MaxValue, $"a whole number from 0 to {int.MaxValue}");
         var expr = new Option<string[]>("-e") { Description = "trace=SET (names, %file %process %network %signal %ipc %desc %memory %stat, /regex, !negation), signal=SET, status=successful|failed" };
         var traceSet = new Option<string>("--trace") { Description = "same as -e trace=SET" };
         var signalSet = new Option<string>("--signal") { Description = "same as -e signal=SET" };
@@ -36,8 +37,9 @@ internal static class TraceCommand
         var y2 = new Option<bool>("-yy") { Description = "... and the protocol and addresses of sockets" };
         var quiet = new Option<bool>("-q", "--quiet") { Description = "no attach/detach messages" };
         var json = new Option<bool>("--json") { Description = "JSON Lines: one object per completed syscall, signal and exit" };
-        var color = new Option<string>("--color") { Description = "syscall names and errors in colour: auto (when the output is a terminal), always, never", DefaultValueFactory = _ => "auto" };
-        color.AcceptOnlyFromAmong("auto", "always", "never");
+        var color = Arguments.OneOf(
+            new Option<string>("--color") { Description = "syscall names and errors in colour: auto (when the output is a terminal), always, never", DefaultValueFactory = _ => "auto" },
+            "auto", "always", "never");
         var command = new Argument<string[]>("CMD") { Description = "the command to launch and its arguments (after --)", Arity = ArgumentArity.ZeroOrMore };
 
         var cmd = new Command("trace", "Trace system calls and signals, like strace (launch a command after --, or attach with -p)")
@@ -79,15 +81,15 @@ internal static class TraceCommand
                 if (r.GetValue(successful)) statusFilter = StatusFilter.Successful;
                 if (r.GetValue(failed)) statusFilter = StatusFilter.Failed;
                 var limit = r.GetValue(strsize);
-                if (limit < 0) throw new FormatException($"-s {limit}: the string limit cannot be negative");
 
                 var targets = new List<int>();
                 foreach (var p in r.GetValue(pids) ?? [])
                 {
-                    foreach (var part in p.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                    // strace's -p takes lists separated by commas and blanks (`-p "$(pidof x)"`).
+                    var parts = p.Split([',', ' ', '\t', '\n'], StringSplitOptions.RemoveEmptyEntries);
+                    foreach (var part in parts.Length > 0 ? parts : [p])
                     {
-                        if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || pid <= 0)
-                            throw new FormatException($"-p {part}: not a process id");
+                        if (!Arguments.TryParsePid(part, out var pid, out var problem)) throw new FormatException(problem);
                         if (!targets.Contains(pid)) targets.Add(pid);
                     }
                 }
@@ -95,7 +97,6 @@ internal static class TraceCommand
                 var argv = r.GetValue(command) ?? [];
                 if (targets.Count == 0 && argv.Length == 0) throw new FormatException("give a command to trace (after --) or -p PID");
                 if (targets.Count > 0 && argv.Length > 0) throw new FormatException("give either a command or -p PID, not both");
-                if (argv.Length > 0 && argv[0].StartsWith('-')) throw new FormatException($"unknown option '{argv[0]}' (see 'nozoki trace --help')");
 
                 var o = new TraceRequest
                 {
@@ -158,15 +159,9 @@ internal static class TraceCommand
         FdWriter writer;
         if (o.Output is { } path)
         {
-            try
-            {
-                file = File.OpenHandle(path, FileMode.Create, FileAccess.Write, FileShare.ReadWrite);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                Console.Error.WriteLine($"nozoki: error: cannot write {path}: {e.Message}");
-                return (int)ReturnCode.Error;
-            }
+            // By errno, as strace says it ("Can't fopen '/tmp': Is a directory"); exit 1, as strace's.
+            file = PathFiles.OpenForWriting(path, out var errno);
+            if (file is null) return Report($"cannot open '{path}' (-o): {Libc.StrError(errno)}", ReturnCode.Error);
 
             writer = new FdWriter((int)file.DangerousGetHandle());
         }

@@ -14,18 +14,20 @@ internal static class UsdtCommand
     public static Command Create(string[] command)
     {
         var probes = new Argument<string[]>("PROBE") { Description = "provider:name or path:provider:name; * wildcards", Arity = ArgumentArity.OneOrMore };
-        var pid = new Option<int?>("--pid", "-p") { Description = "the process to trace (or give a command after --)" };
-        var strings = new Option<int[]>("--str") { Description = "read argument N (1-based) as a C string (repeatable)" };
-        var count = new Option<long>("--count") { Description = "stop after N hits (detach cleanly)" };
+        var pid = Arguments.PidOption("the process to trace (or give a command after --)");
+        var strings = Arguments.Ints(new Option<int[]>("--str") { Description = "read argument N (1-based) as a C string (repeatable)" }, 1, 12, "an argument number from 1 to 12");
+        // Like gdb's and strace's counts, N is positive; without --count there is no limit.
+        var count = Arguments.Long(new Option<long>("--count") { Description = "stop after N hits (detach cleanly)" }, 1, "a positive whole number of hits");
         var json = new Option<bool>("--json") { Description = "one JSON object per hit" };
         var follow = new Option<bool>("--follow", "-f") { Description = "also probe children (fork, vfork)" };
         var quiet = new Option<bool>("--quiet", "-q") { Description = "no messages on stderr besides errors" };
-        var via = new Option<string>("--via")
-        {
-            Description = "how sites are trapped: auto (kernel uprobes where every argument is exact, else breakpoints), uprobe, ptrace",
-            DefaultValueFactory = _ => "auto",
-        };
-        via.AcceptOnlyFromAmong("auto", "uprobe", "ptrace");
+        var via = Arguments.OneOf(
+            new Option<string>("--via")
+            {
+                Description = "how sites are trapped: auto (kernel uprobes where every argument is exact, else breakpoints), uprobe, ptrace",
+                DefaultValueFactory = _ => "auto",
+            },
+            "auto", "uprobe", "ptrace");
         var cmd = new Command("usdt", "Trace USDT probes of a running process (-p PID) or of a command (-- CMD ARGS)")
         {
             probes, pid, strings, count, json, follow, quiet, via,
@@ -36,15 +38,13 @@ internal static class UsdtCommand
             foreach (var text in r.GetValue(probes)!)
             {
                 if (!ProbePattern.TryParse(text, out var pattern, out var problem))
-                    return Usage($"probe '{text}': {problem}");
+                    return Usage(problem);
                 patterns.Add(pattern);
             }
 
             var target = r.GetValue(pid);
             if (target is null == (command.Length == 0)) return Usage("give either -p PID or a command after --");
             var strArgs = r.GetValue(strings) ?? [];
-            if (strArgs.Any(n => n is < 1 or > 12)) return Usage("--str takes an argument number from 1 to 12");
-            if (r.GetValue(count) < 0) return Usage("--count takes a positive number");
             var options = new UsdtOptions
             {
                 StringArguments = strArgs.ToHashSet(), Count = r.GetValue(count), FollowForks = r.GetValue(follow), Mechanism = r.GetValue(via) switch

@@ -15,16 +15,16 @@ public sealed record ProbePattern(string? Object, string Provider, string Name)
 
     public static readonly ProbePattern All = new(null, "*", "*");
 
-    /// <summary>Parses a pattern; the object part may itself contain ':' (the last two fields are provider and name).</summary>
+    /// <summary>
+    /// Parses a pattern. The last two fields are provider and name; an OBJECT that is a path (has a '/') may itself
+    /// contain ':' (`/srv/a:b/libx.so:prov:name`), a bare file name may not, so `a:b:c:d` is refused rather than read
+    /// as the object `a:b`.
+    /// </summary>
     public static bool TryParse(string text, out ProbePattern pattern, out string problem)
     {
         pattern = All;
-        problem = "";
-        if (string.IsNullOrWhiteSpace(text))
-        {
-            problem = "empty probe pattern";
-            return false;
-        }
+        problem = $"bad probe pattern '{text}': expected NAME, PROVIDER:NAME or OBJECT:PROVIDER:NAME";
+        if (string.IsNullOrWhiteSpace(text)) return false;
 
         var last = text.LastIndexOf(':');
         if (last < 0)
@@ -38,11 +38,14 @@ public sealed record ProbePattern(string? Object, string Provider, string Name)
         var prev = before.LastIndexOf(':');
         var provider = prev < 0 ? before : before[(prev + 1)..];
         var obj = prev < 0 ? null : before[..prev];
-        if (name.Length == 0 || provider.Length == 0 || obj is { Length: 0 })
+        if (name.Length == 0 || provider.Length == 0 || obj is { Length: 0 }) return false;
+        if (obj is not null && obj.Contains(':') && !obj.Contains('/'))
         {
-            problem = $"bad probe pattern '{text}': expected NAME, PROVIDER:NAME or OBJECT:PROVIDER:NAME";
+            problem += " (an OBJECT that contains ':' must be a path, with a '/')";
             return false;
         }
+
+        problem = "";
 
         pattern = new ProbePattern(obj, provider, name)
         {

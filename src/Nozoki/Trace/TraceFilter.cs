@@ -50,27 +50,26 @@ public sealed class SyscallSet
     }
 
     /// <summary>
-    /// Parses strace's syntax: a comma list of names, %classes (%file %process %network %net %signal %ipc %desc
-    /// %memory %stat %%stat), /regex, all, none; a leading ! negates the whole set; ? before an item ignores it when
-    /// unknown. Throws FormatException with a one-line message.
+    /// Parses strace's syntax: a comma list of names, numbers, %classes (%file %process %network %net %signal %ipc %desc
+    /// %memory %stat %%stat), /regex and all; or `none` alone; each leading ! negates the whole set; ? before an item
+    /// ignores it when unknown. Throws FormatException with strace's one-line message ("invalid system call 'x'"):
+    /// as in strace 6.1, an empty set (`trace=`, `trace=!`, `trace=,`) and `none` among other items are refused, and
+    /// blanks are part of the names.
     /// </summary>
     public static SyscallSet Parse(string spec)
     {
         var s = new SyscallSet();
-        var negate = spec.StartsWith('!');
-        if (negate) spec = spec[1..];
-        foreach (var raw in spec.Split(',', StringSplitOptions.RemoveEmptyEntries))
+        var (negate, body) = Negations(spec);
+        if (body != "none" && Items(body) is []) throw new FormatException($"invalid system call '{spec}'");
+        foreach (var raw in body == "none" ? [] : Items(body))
         {
-            var item = raw.Trim();
+            var item = raw;
             var optional = item.StartsWith('?');
             if (optional) item = item[1..];
             if (item is "all")
             {
                 Array.Fill(s._in, true);
                 s.Unknown = true;
-            }
-            else if (item is "none")
-            {
             }
             else if (item.StartsWith('%'))
             {
@@ -131,6 +130,16 @@ public sealed class SyscallSet
         s.Unknown = true;
         return s;
     }
+
+    /// <summary>strace's leading '!'s: each one inverts the rest.</summary>
+    internal static (bool Negate, string Body) Negations(string spec)
+    {
+        var rest = spec.TrimStart('!');
+        return ((spec.Length - rest.Length) % 2 == 1, rest);
+    }
+
+    /// <summary>The comma-separated items (strtok: empty items between commas are skipped).</summary>
+    internal static string[] Items(string body) => body.Split(',', StringSplitOptions.RemoveEmptyEntries);
 }
 
 /// <summary>A set of signals (strace's -e signal=...): names with or without SIG, numbers, all, none, ! to negate.</summary>
@@ -147,21 +156,18 @@ public sealed class SignalSet
         return s;
     }
 
+    /// <summary>
+    /// Parses strace's -e signal=: a comma list of names (with or without SIG, any case) and numbers, or `all` or
+    /// `none` alone; each leading ! negates. Throws FormatException with strace's message ("invalid signal 'x'").
+    /// </summary>
     public static SignalSet Parse(string spec)
     {
         var s = new SignalSet();
-        var negate = spec.StartsWith('!');
-        if (negate) spec = spec[1..];
-        foreach (var raw in spec.Split(',', StringSplitOptions.RemoveEmptyEntries))
+        var (negate, body) = SyscallSet.Negations(spec);
+        if (body == "all") Array.Fill(s._in, true);
+        else if (body != "none" && SyscallSet.Items(body) is []) throw new FormatException($"invalid signal '{spec}'");
+        foreach (var item in body is "all" or "none" ? [] : SyscallSet.Items(body))
         {
-            var item = raw.Trim();
-            if (item == "all")
-            {
-                Array.Fill(s._in, true);
-                continue;
-            }
-
-            if (item == "none") continue;
             var sig = -1;
             if (int.TryParse(item, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is > 0 and <= 64) sig = n;
             else
@@ -197,19 +203,22 @@ public enum StatusFilter
 
 public static class StatusFilters
 {
+    /// <summary>
+    /// Parses strace's -e status=: a comma list of successful, failed (and strace's unfinished, unavailable,
+    /// detached), or `all` or `none` alone; each leading ! negates. Throws FormatException ("invalid status 'x'").
+    /// </summary>
     public static StatusFilter Parse(string spec)
     {
-        var negate = spec.StartsWith('!');
-        if (negate) spec = spec[1..];
+        var (negate, body) = SyscallSet.Negations(spec);
         StatusFilter f = 0;
-        foreach (var raw in spec.Split(',', StringSplitOptions.RemoveEmptyEntries))
+        if (body == "all") f = StatusFilter.All;
+        else if (body != "none" && SyscallSet.Items(body) is []) throw new FormatException($"invalid status '{spec}'");
+        foreach (var item in body is "all" or "none" ? [] : SyscallSet.Items(body))
         {
-            f |= raw.Trim() switch
+            f |= item switch
             {
                 "successful" => StatusFilter.Successful,
                 "failed" => StatusFilter.Failed,
-                "all" => StatusFilter.All,
-                "none" => 0,
                 // Kept for strace compatibility; nozoki shows every call once complete.
                 "unfinished" or "unavailable" or "detached" => 0,
                 var other => throw new FormatException($"invalid status '{other}'"),
