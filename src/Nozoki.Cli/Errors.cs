@@ -12,6 +12,8 @@ internal static class Errors
             ProcessNotFoundException => ReturnCode.NotFound,
             TracePermissionException => ReturnCode.PermissionDenied,
             ProcessNotTraceableException => ReturnCode.NotTraceable,
+            CommandNotStartedException { NotFound: true } => ReturnCode.CommandNotFound,
+            CommandNotStartedException => ReturnCode.CannotExecute,
             _ => ReturnCode.Error,
         };
         Console.Error.WriteLine($"nozoki: error: {e.Message}");

@@ -55,12 +55,6 @@ internal static partial class RunCommand
 
     private static int Run(string[] argv, string sgr, int[] fds, bool paint)
     {
-        if (ChildProcess.ResolvePath(argv[0]) is null)
-        {
-            Console.Error.WriteLine($"nozoki: error: {argv[0]}: command not found");
-            return 127;
-        }
-
         var commandPid = 0;
         // Like a shell waiting for its foreground job: Ctrl-C and Ctrl-\ are the command's business (it is in our
         // process group and gets them too); nozoki must never die before it. SIGTERM and SIGHUP sent to nozoki
@@ -74,7 +68,17 @@ internal static partial class RunCommand
         if (!paint)
         {
             // Nothing to paint: run the command untraced, at no cost at all.
-            using var child = ChildProcess.Start(argv);
+            ChildProcess child;
+            try
+            {
+                child = ChildProcess.Start(argv);
+            }
+            catch (CommandNotStartedException e)
+            {
+                return Errors.Report(e);
+            }
+
+            using var owner = child;
             Volatile.Write(ref commandPid, child.Pid);
             return child.WaitForExit().ShellStatus;
         }

@@ -221,11 +221,10 @@ internal static class TraceCommand
                     sessions.Add(TraceSession.Attach(pid, tracer, new TraceOptions { FollowForks = o.Follow, TraceSyscalls = !noSyscalls }));
             }
         }
-        catch (Exception e) when (e is TraceException or FileNotFoundException or IOException)
+        catch (Exception e) when (e is TraceException or IOException)
         {
             foreach (var s in sessions) s.Dispose();
             sink.Flush();
-            if (e is FileNotFoundException) return Report(e.Message, ReturnCode.NotFound);
             return Errors.Report(e);
         }
 

@@ -99,11 +99,6 @@ internal static class UsdtCommand
         {
             return Trace(tracer, () => TraceSession.Launch(command, tracer, SessionOptions(options)), exitWithCommand: true);
         }
-        catch (FileNotFoundException e)
-        {
-            Console.Error.WriteLine($"nozoki: error: {e.Message}");
-            return 127;
-        }
         catch (TraceException e)
         {
             return Errors.Report(e);
