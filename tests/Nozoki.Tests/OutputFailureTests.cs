@@ -64,4 +64,20 @@ public sealed class OutputFailureTests
         Ticker.AssertNotTraced(ticker.Pid);
         Ticker.AssertFinishesNormally(ticker, 150);
     }
+
+    [Theory]
+    [InlineData("uprobe")]
+    [InlineData("ptrace")]
+    public void Usdt_of_a_launched_command_to_a_full_disk_is_an_error_after_the_command_ran_to_its_end(string via)
+    {
+        using var dir = new TempDir();
+        var output = dir.File("out");
+        using var nozoki = StartWithFullStdout("usdt", "--via", via, "fixture:one", "--",
+            "sh", "-c", $"exec {ProbesFixtures.Exe} --loops 2000 --sleep-us 100 >{output}");
+        var code = nozoki.WaitForExit(NozokiCli.ExitTimeout);
+        Assert.True(code == 1, $"expected exit 1, got {code}.\n{nozoki.Describe()}");
+        AssertOneError(nozoki, "nozoki: error: cannot write to stdout (/dev/full): No space left on device");
+        // Detached when the output failed, then waited for: it ran all its loops, untraced.
+        Assert.Contains("checksum ", TempDir.ReadText(output), StringComparison.Ordinal);
+    }
 }
