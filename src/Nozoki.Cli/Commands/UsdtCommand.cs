@@ -125,14 +125,21 @@ internal static class UsdtCommand
     private static int Trace(UsdtTracer tracer, Func<TraceSession> start, bool launched)
     {
         TraceSession? session = null;
-        var limit = false;
-        tracer.LimitReached = () =>
+        var gate = new Lock();
+        var detach = false;
+        var forward = 0;
+        void Detach()
         {
-            limit = true;
-            session?.RequestDetach();
-        };
-        session = start();
-        if (limit) session.RequestDetach();
+            lock (gate)
+            {
+                detach = true;
+                session?.RequestDetach();
+            }
+        }
+
+        tracer.LimitReached = Detach;
+        // Registered before starting: a signal that comes while probes are being armed must not be the runtime's
+        // default (nozoki's death would leave breakpoints in the process); it is acted on once the session exists.
         using var registrations = new Registrations(
             [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT }
                 .Select(s => PosixSignalRegistration.Create(s, c =>
@@ -140,15 +147,28 @@ internal static class UsdtCommand
                     c.Cancel = true;
                     if (!launched)
                     {
-                        session.RequestDetach();
+                        Detach();
                         return;
                     }
 
-                    if (s != PosixSignal.SIGINT)
-                        Libc.kill(session.TargetPid, s == PosixSignal.SIGTERM ? Signals.SIGTERM : s == PosixSignal.SIGHUP ? Signals.SIGHUP : Signals.SIGQUIT);
+                    if (s == PosixSignal.SIGINT) return;
+                    var signo = s == PosixSignal.SIGTERM ? Signals.SIGTERM : s == PosixSignal.SIGHUP ? Signals.SIGHUP : Signals.SIGQUIT;
+                    lock (gate)
+                    {
+                        if (session is not null) Libc.kill(session.TargetPid, signo);
+                        else forward = signo;
+                    }
                 }))]);
-        var result = session.Completion.GetAwaiter().GetResult();
-        ExitStatus? exit = launched ? session.WaitForCommand() : null;
+        var started = start();
+        lock (gate)
+        {
+            session = started;
+            if (detach) started.RequestDetach();
+            if (forward != 0) Libc.kill(started.TargetPid, forward);
+        }
+
+        var result = started.Completion.GetAwaiter().GetResult();
+        ExitStatus? exit = launched ? started.WaitForCommand() : null;
         if (Errors.Unwrap(result.Error) is { } error and not OutputClosedException) return Errors.Report(error);
         if (Errors.Unwrap(tracer.ReaderError) is { } readerError and not OutputClosedException) return Errors.Report(readerError);
         if (exit is not { } status) return (int)ReturnCode.Success;
