@@ -9,4 +9,10 @@ internal enum ReturnCode
     NotFound = 3,
     PermissionDenied = 4,
     NotTraceable = 5,
+
+    /// <summary>A command to launch was found but cannot be executed (as a shell says it).</summary>
+    CannotExecute = 126,
+
+    /// <summary>A command to launch was not found (as a shell says it).</summary>
+    CommandNotFound = 127,
 }

@@ -173,7 +173,7 @@ public sealed class TraceCommandTests
     }
 
     [Fact]
-    public void Missing_pid_exits_3_and_missing_command_exits_3()
+    public void Missing_pid_exits_3_and_missing_command_exits_127()
     {
         int pid;
         using (var child = ChildProcess.Start(["/bin/true"]))
@@ -184,8 +184,9 @@ public sealed class TraceCommandTests
 
         var (code, _, stderr) = NozokiCli.Run("trace", "-p", $"{pid}");
         Assert.True(code == 3, $"exit {code}: {stderr}");
+        // A command is not a process: not found, a shell's 127 (as `run` and `usdt -- CMD` give).
         (code, _, stderr) = NozokiCli.Run("trace", "--", "/nonexistent/program");
-        Assert.True(code == 3, $"exit {code}: {stderr}");
+        Assert.True(code == 127, $"exit {code}: {stderr}");
         Assert.StartsWith("nozoki: error:", stderr, StringComparison.Ordinal);
     }
 

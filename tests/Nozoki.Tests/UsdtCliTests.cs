@@ -75,6 +75,57 @@ public sealed class UsdtCliTests
         Assert.Contains("guarded 0\n", tracee.StdoutFileText(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void A_kernel_thread_or_a_zombie_exits_5_with_the_message_out_gives()
+    {
+        var kthreadd = ProcStatus.Read(2);
+        Assert.True(kthreadd?.Name == "kthreadd", $"PID 2 is not kthreadd here ({kthreadd}); cannot test kernel threads");
+        Assert.Equal(AssertError(5, "out", "2"), AssertError(5, "usdt", "fixture:one", "-p", "2"));
+
+        using var child = Tracing.ChildProcess.Start(["/bin/true"]);
+        ProcStatus.WaitForState(child.Pid, 'Z', Step); // not reaped until Dispose
+        Assert.Equal(AssertError(5, "out", $"{child.Pid}"), AssertError(5, "usdt", "fixture:one", "-p", $"{child.Pid}"));
+    }
+
+    /// <summary>
+    /// Launched, nothing matches: said at the command's start-up (once its libraries are mapped: a pending note, as
+    /// later objects may still match), the command runs to its end, and nozoki exits 3 saying nothing ever matched.
+    /// </summary>
+    [Fact]
+    public void No_matching_probe_in_a_launched_command_is_said_at_its_start_and_exits_3_after_it()
+    {
+        using var nozoki = NozokiCli.Start(["usdt", "fixture:nosuch", "nope:*", "--", Exe, "--loops", "2"]);
+        var code = nozoki.WaitForExit(Timeout);
+        nozoki.AssertNoStackTrace();
+        Assert.True(code == 3, $"expected exit 3, got {code}.\n{nozoki.Describe()}");
+        Assert.Contains("checksum ", nozoki.StdoutText(), StringComparison.Ordinal); // the command ran to its end
+        var lines = nozoki.StderrLines();
+        var pending = lines.Where(l => l.StartsWith("nozoki: no probe site matches fixture:nosuch, nope:* in PID ", StringComparison.Ordinal)).ToList();
+        Assert.True(pending.Count == 1 && pending[0].Contains($"({Exe})", StringComparison.Ordinal) && pending[0].Contains("pending", StringComparison.Ordinal),
+            $"expected one pending note naming {Exe}.\n{nozoki.Describe()}");
+        Assert.StartsWith("nozoki: error: no probe site matched fixture:nosuch, nope:* in ", lines[^1], StringComparison.Ordinal);
+        Assert.Single(lines, l => l.StartsWith("nozoki: error:", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void A_probe_of_a_library_loaded_later_matches_after_the_pending_note()
+    {
+        using var nozoki = NozokiCli.Start(["usdt", "fixturelib:tick", "--", Exe, "--lib", ProbesFixtures.Lib, "--loops", "3"]);
+        Assert.True(nozoki.WaitForExit(Timeout) == 0, nozoki.Describe());
+        Assert.Equal(["0", "1", "2"], UsdtOutput.Hits(nozoki.StdoutText()).Select(h => h.Args[0]));
+        // At start-up the library was not loaded yet: the note says nothing matched so far, and no error follows.
+        Assert.Single(nozoki.StderrLines(), l => l.StartsWith("nozoki: no probe site matches fixturelib:tick in PID ", StringComparison.Ordinal));
+        Assert.DoesNotContain("nozoki: error:", nozoki.StderrText(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Launched_with_a_matching_probe_there_is_no_pending_note()
+    {
+        using var nozoki = NozokiCli.Start(["usdt", "fixture:one", "--", Exe, "--loops", "2"]);
+        Assert.True(nozoki.WaitForExit(Timeout) == 0, nozoki.Describe());
+        Assert.DoesNotContain("no probe site", nozoki.StderrText(), StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("nozoki-no-such-command")]
     [InlineData("/nonexistent/dir/cmd")]

@@ -88,9 +88,9 @@ internal static class OutCommand
 
         var result = session.Completion.GetAwaiter().GetResult();
         FdWriter.ReportDropped();
-        if (result.Error is OutputClosedException || result.Error is AggregateException { InnerExceptions: [OutputClosedException, ..] })
-            return (int)ReturnCode.Success;
-        if (result.Error is not null) return Errors.Report(result.Error);
+        // The reader has gone (EPIPE): a normal end. Any other write failure lost output: an error (after the detach).
+        if (Errors.Unwrap(result.Error) is OutputClosedException) return (int)ReturnCode.Success;
+        if (result.Error is not null) return Errors.Report(Errors.Unwrap(result.Error)!);
         return (int)ReturnCode.Success;
     }
 

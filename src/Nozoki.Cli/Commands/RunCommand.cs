@@ -49,13 +49,9 @@ internal static partial class RunCommand
 
     private static int Run(string[] argv, string sgr, int[] fds, bool paint)
     {
-        if (ChildProcess.ResolvePath(argv[0]) is null)
-        {
-            Console.Error.WriteLine($"nozoki: error: {argv[0]}: command not found");
-            return 127;
-        }
-
         var commandPid = 0;
+        var pending = 0;
+        var gate = new Lock();
         // Like a shell waiting for its foreground job: Ctrl-C and Ctrl-\ are the command's business (it is in our
         // process group and gets them too); nozoki must never die before it. SIGTERM and SIGHUP sent to nozoki
         // are passed on to the command.
@@ -68,8 +64,18 @@ internal static partial class RunCommand
         if (!paint)
         {
             // Nothing to paint: run the command untraced, at no cost at all.
-            using var child = ChildProcess.Start(argv);
-            Volatile.Write(ref commandPid, child.Pid);
+            ChildProcess child;
+            try
+            {
+                child = ChildProcess.Start(argv);
+            }
+            catch (CommandNotStartedException e)
+            {
+                return Errors.Report(e);
+            }
+
+            using var owner = child;
+            Started(child.Pid);
             return child.WaitForExit().ShellStatus;
         }
 
@@ -86,16 +92,31 @@ internal static partial class RunCommand
             return Errors.Report(e);
         }
 
-        Volatile.Write(ref commandPid, session.TargetPid);
+        Started(session.TargetPid);
         var result = session.Completion.GetAwaiter().GetResult();
+        // Detached by an error: the command runs on, nozoki's child still, and nozoki still never exits before it.
+        var exit = session.WaitForCommand();
         if (result.Error is not null) return Errors.Report(result.Error);
-        return result.TargetExit?.ShellStatus ?? (int)ReturnCode.Error;
+        return exit.ShellStatus;
+
+        // A signal that came while the command was being started (Launch returns once it has exec'd) is passed on then.
+        void Started(int pid)
+        {
+            lock (gate)
+            {
+                commandPid = pid;
+                if (pending != 0) Libc.kill(pid, pending);
+            }
+        }
 
         void Forward(PosixSignalContext c, int signo)
         {
             c.Cancel = true;
-            var pid = Volatile.Read(ref commandPid);
-            if (pid > 0) Libc.kill(pid, signo);
+            lock (gate)
+            {
+                if (commandPid > 0) Libc.kill(commandPid, signo);
+                else pending = signo;
+            }
         }
     }
 

@@ -163,7 +163,7 @@ internal static class TraceCommand
             file = PathFiles.OpenForWriting(path, out var errno);
             if (file is null) return Report($"cannot open '{path}' (-o): {Libc.StrError(errno)}", ReturnCode.Error);
 
-            writer = new FdWriter((int)file.DangerousGetHandle());
+            writer = new FdWriter((int)file.DangerousGetHandle(), path);
         }
         else
         {
@@ -196,8 +196,62 @@ internal static class TraceCommand
             LiveEntries = !o.Json && o.Output is null,
         });
 
-        using var stop = StopSignals.Install();
         var sessions = new List<TraceSession>();
+        var gate = new Lock();
+        var detach = false;
+        var forward = 0;
+        // Detach every attached process, including one still being attached (a request that comes before its session
+        // exists is remembered): Ctrl-C and the like, or a trace that cannot be written any more.
+        void DetachAll()
+        {
+            lock (gate)
+            {
+                detach = true;
+                foreach (var session in sessions) session.RequestDetach();
+            }
+        }
+
+        void Started(TraceSession session)
+        {
+            lock (gate)
+            {
+                sessions.Add(session);
+                if (detach) session.RequestDetach();
+                if (forward != 0) Libc.kill(session.TargetPid, forward);
+            }
+        }
+
+        // Ctrl-C, kill, a closed terminal: detach and leave attached processes running (a launched command is
+        // killed with nozoki by PTRACE_O_EXITKILL, as strace does with the commands it starts). Registered before
+        // attaching, so that a signal right after the attach is not the runtime's default (nozoki's death).
+        using var registrations = new DisposableList(
+            [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT }
+                .Select(s => PosixSignalRegistration.Create(s, c =>
+                {
+                    c.Cancel = true;
+                    if (launched)
+                    {
+                        // A launched command keeps running under nozoki until it exits: the terminal's SIGINT reaches
+                        // it too; SIGTERM, SIGHUP and SIGQUIT sent to nozoki are passed on to it.
+                        if (s == PosixSignal.SIGINT) return;
+                        var signo = s == PosixSignal.SIGTERM ? Signals.SIGTERM : s == PosixSignal.SIGHUP ? Signals.SIGHUP : Signals.SIGQUIT;
+                        lock (gate)
+                        {
+                            if (sessions.Count > 0) Libc.kill(sessions[0].TargetPid, signo);
+                            else forward = signo;
+                        }
+
+                        return;
+                    }
+
+                    DetachAll();
+                    FdWriter.Abandon();
+                }))]);
+
+        // The reader of the trace has gone, or writing it failed: an attached process is detached and left running; a
+        // launched command runs on, untraced in effect, until it exits.
+        if (!launched) sink.OutputClosed = DetachAll;
+
         // -e trace=none (signals and exits only): no syscall stops at all, attached or launched.
         var noSyscalls = o.Syscalls is { } only && !only.Numbers().Any();
         try
@@ -209,42 +263,20 @@ internal static class TraceCommand
                 if (o.Syscalls is { All: false } set && !noSyscalls)
                     filter = new SeccompFilter(set.Numbers().Select(n => new SeccompRule(n))
                         .Concat(set.UnknownRanges().Select(r => new SeccompRule(r.First, null, r.Last))));
-                sessions.Add(TraceSession.Launch(o.Argv, tracer, new TraceOptions { FollowForks = o.Follow, Filter = filter, TraceSyscalls = !noSyscalls }));
+                Started(TraceSession.Launch(o.Argv, tracer, new TraceOptions { FollowForks = o.Follow, Filter = filter, TraceSyscalls = !noSyscalls }));
             }
             else
             {
                 foreach (var pid in o.Pids)
-                    sessions.Add(TraceSession.Attach(pid, tracer, new TraceOptions { FollowForks = o.Follow, TraceSyscalls = !noSyscalls }));
+                    Started(TraceSession.Attach(pid, tracer, new TraceOptions { FollowForks = o.Follow, TraceSyscalls = !noSyscalls }));
             }
         }
-        catch (Exception e) when (e is TraceException or FileNotFoundException or IOException)
+        catch (Exception e) when (e is TraceException or IOException)
         {
             foreach (var s in sessions) s.Dispose();
             sink.Flush();
-            if (e is FileNotFoundException) return Report(e.Message, ReturnCode.NotFound);
             return Errors.Report(e);
         }
-
-        // Ctrl-C, kill, a closed terminal: detach and leave attached processes running (a launched command is
-        // killed with nozoki by PTRACE_O_EXITKILL, as strace does with the commands it starts).
-        stop.Then(s =>
-                {
-                    if (launched)
-                    {
-                        // A launched command keeps running under nozoki until it exits: the terminal's SIGINT reaches
-                        // it too; SIGTERM, SIGHUP and SIGQUIT sent to nozoki are passed on to it.
-                        if (s != PosixSignal.SIGINT)
-                            Libc.kill(sessions[0].TargetPid, s == PosixSignal.SIGTERM ? Signals.SIGTERM : s == PosixSignal.SIGHUP ? Signals.SIGHUP : Signals.SIGQUIT);
-                        return;
-                    }
-
-                    foreach (var session in sessions) session.RequestDetach();
-                    FdWriter.Abandon();
-                });
-
-        // The reader of the trace has gone: an attached process is detached and left running; a launched command
-        // runs on, untraced in effect, until it exits.
-        if (!launched) sink.OutputClosed = () => sessions.ForEach(s => s.RequestDetach());
 
         ExitStatus? exit = null;
         Exception? error = null;
@@ -260,6 +292,8 @@ internal static class TraceCommand
         sink.Flush();
         FdWriter.ReportDropped();
         if (error is not null) return Errors.Report(error);
+        // The trace was lost from there on: an error, whatever the command's status (strace's "FILE: No space left").
+        if (sink.Failure is { } failure) return Report(failure.Message, ReturnCode.Error);
         if (launched && exit is { } status) return status.ShellStatus;
         return (int)ReturnCode.Success;
     }
@@ -270,4 +304,11 @@ internal static class TraceCommand
         return (int)code;
     }
 
+    private sealed class DisposableList(IReadOnlyList<IDisposable> items) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var i in items) i.Dispose();
+        }
+    }
 }

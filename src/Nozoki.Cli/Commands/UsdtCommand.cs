@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using Nozoki.Cli.Output;
+using Nozoki.Native;
 using Nozoki.Probes;
 using Nozoki.Tracing;
 using Nozoki.Usdt;
@@ -78,13 +79,15 @@ internal static class UsdtCommand
         using var tracer = new UsdtTracer(patterns, sink, options);
         try
         {
+            // A kernel thread or a zombie has no probe sites to find: say what out and trace say (not traceable).
+            TraceSession.CheckTraceable(pid);
             if (tracer.Resolve(pid).Count == 0)
             {
                 Console.Error.WriteLine($"nozoki: error: no probe site matches {string.Join(", ", patterns)} in PID {pid} (see 'nozoki probes -p {pid}')");
                 return (int)ReturnCode.NotFound;
             }
 
-            return Trace(tracer, () => TraceSession.Attach(pid, tracer, SessionOptions(options)));
+            return Trace(tracer, () => TraceSession.Attach(pid, tracer, SessionOptions(options)), launched: false);
         }
         catch (TraceException e)
         {
@@ -95,43 +98,90 @@ internal static class UsdtCommand
     private static int Launch(string[] command, List<ProbePattern> patterns, IUsdtSink sink, UsdtOptions options)
     {
         using var tracer = new UsdtTracer(patterns, sink, options);
+        int code;
         try
         {
-            return Trace(tracer, () => TraceSession.Launch(command, tracer, SessionOptions(options)), exitWithCommand: true);
-        }
-        catch (FileNotFoundException e)
-        {
-            Console.Error.WriteLine($"nozoki: error: {e.Message}");
-            return 127;
+            code = Trace(tracer, () => TraceSession.Launch(command, tracer, SessionOptions(options)), launched: true);
         }
         catch (TraceException e)
         {
             return Errors.Report(e);
         }
+
+        if (code >= 0) return code;
+        // The command ran to its end and no probe site ever matched (the pending note said so at its start-up).
+        sink.Flush();
+        Console.Error.WriteLine($"nozoki: error: no probe site matched {string.Join(", ", patterns)} in {command[0]}, the libraries it loaded or the programs it executed (see 'nozoki probes FILE')");
+        return (int)ReturnCode.NotFound;
     }
 
-    private static int Trace(UsdtTracer tracer, Func<TraceSession> start, bool exitWithCommand = false)
+    /// <summary>
+    /// Traces until the end and returns the exit code; for a launched command whose run matched no probe site at
+    /// all, -1 (the caller says so). A launched command stays nozoki's child: after a detach (--count, an output that
+    /// failed or was closed) it runs on untraced, and nozoki waits for it and exits with its status, as run and
+    /// trace -- CMD do; signals are for it (the terminal's Ctrl-C reaches it directly; SIGTERM, SIGHUP and SIGQUIT
+    /// sent to nozoki are passed on). An attached process is detached and left running by those signals.
+    /// </summary>
+    private static int Trace(UsdtTracer tracer, Func<TraceSession> start, bool launched)
     {
         TraceSession? session = null;
-        var limit = false;
-        tracer.LimitReached = () =>
+        var gate = new Lock();
+        var detach = false;
+        var forward = 0;
+        void Detach()
         {
-            limit = true;
-            session?.RequestDetach();
-        };
-        using var stop = StopSignals.Install();
-        session = start();
-        if (limit) session.RequestDetach();
-        stop.Then(_ =>
+            lock (gate)
+            {
+                detach = true;
+                session?.RequestDetach();
+            }
+        }
+
+        tracer.LimitReached = Detach;
+        // Registered before starting: a signal that comes while probes are being armed must not be the runtime's
+        // default (nozoki's death would leave breakpoints in the process); it is acted on once the session exists.
+        using var registrations = new Registrations(
+            [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT }
+                .Select(s => PosixSignalRegistration.Create(s, c =>
+                {
+                    c.Cancel = true;
+                    if (!launched)
+                    {
+                        Detach();
+                        FdWriter.Abandon();
+                        return;
+                    }
+
+                    if (s == PosixSignal.SIGINT) return;
+                    var signo = s == PosixSignal.SIGTERM ? Signals.SIGTERM : s == PosixSignal.SIGHUP ? Signals.SIGHUP : Signals.SIGQUIT;
+                    lock (gate)
+                    {
+                        if (session is not null) Libc.kill(session.TargetPid, signo);
+                        else forward = signo;
+                    }
+                }))]);
+        var started = start();
+        lock (gate)
         {
-            session.RequestDetach();
-            FdWriter.Abandon();
-        });
-        var result = session.Completion.GetAwaiter().GetResult();
+            session = started;
+            if (detach) started.RequestDetach();
+            if (forward != 0) Libc.kill(started.TargetPid, forward);
+        }
+
+        var result = started.Completion.GetAwaiter().GetResult();
         FdWriter.ReportDropped();
-        if (result.Error is not null && result.Error is not OutputClosedException) return Errors.Report(result.Error);
-        if (tracer.ReaderError is not null && tracer.ReaderError is not OutputClosedException) return Errors.Report(tracer.ReaderError);
-        return exitWithCommand && result.Reason == TraceEndReason.TargetExited ? result.TargetExit?.ShellStatus ?? 0 : 0;
+        ExitStatus? exit = launched ? started.WaitForCommand() : null;
+        if (Errors.Unwrap(result.Error) is { } error and not OutputClosedException) return Errors.Report(error);
+        if (Errors.Unwrap(tracer.ReaderError) is { } readerError and not OutputClosedException) return Errors.Report(readerError);
+        if (exit is not { } status) return (int)ReturnCode.Success;
+        return tracer.AnyProbeMatched ? status.ShellStatus : -1;
     }
 
+    private sealed class Registrations(IReadOnlyList<IDisposable> items) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var i in items) i.Dispose();
+        }
+    }
 }

@@ -5,17 +5,20 @@ namespace Nozoki.Cli.Output;
 /// <summary>
 /// nozoki's own stdout (fd 1) and stderr (fd 2), written unbuffered with write(2). Console streams swallow EPIPE,
 /// and a FileStream would pwrite at an offset of its own; this reports EPIPE, which is how nozoki learns that its
-/// reader has gone, and appends like any shell redirection expects.
+/// reader has gone, and appends like any shell redirection expects. Any other failure (a full disk, an I/O error)
+/// loses output and is an <see cref="OutputFailedException"/>, to be reported. <paramref name="name"/> names the
+/// destination in that error: a file's path, or stdout/stderr.
 /// A write to a pipe, FIFO, terminal or socket whose reader does not read must not hold nozoki (and so the tracee)
 /// for ever once nozoki is told to stop: those are written through a private non-blocking description and wait in
 /// poll, which <see cref="Abandon"/> ends. What is then not written is counted (<see cref="Dropped"/>), never lost
 /// silently.
 /// </summary>
-internal sealed class FdWriter(int fd)
+internal sealed class FdWriter(int fd, string name)
 {
+    public static readonly FdWriter Stdout = new(1, "stdout");
+    public static readonly FdWriter Stderr = new(2, "stderr");
+
     private readonly int _fd = fd;
-    public static readonly FdWriter Stdout = new(1);
-    public static readonly FdWriter Stderr = new(2);
 
     private static readonly Lazy<int> AbandonSignal = new(Fd.CreateAbandonSignal);
     private static volatile bool s_abandoned;
@@ -65,7 +68,24 @@ internal sealed class FdWriter(int fd)
             errno = Fd.WriteAll(_fd, data);
         }
 
-        if (errno != 0) throw new OutputClosedException(new IOException($"write to fd {_fd}: {Libc.StrError(errno)}"));
+        if (errno == 0) return;
+        if (errno == Errno.EPIPE) throw new OutputClosedException(new IOException($"write to {name}: {Libc.StrError(errno)}"));
+        throw new OutputFailedException(Describe(), errno);
+    }
+
+    /// <summary>stdout and stderr with what they were redirected to, as in `stdout (/dev/full)`.</summary>
+    private string Describe()
+    {
+        if (_fd > 2) return name;
+        try
+        {
+            var target = new FileInfo($"/proc/self/fd/{_fd}").LinkTarget;
+            return target is null ? name : $"{name} ({target})";
+        }
+        catch (IOException)
+        {
+            return name;
+        }
     }
 
     /// <summary>

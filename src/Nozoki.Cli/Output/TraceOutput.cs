@@ -40,6 +40,9 @@ internal abstract class TraceOutput(FdWriter writer, bool buffered) : ISyscallSi
 
     public bool Closed { get; private set; }
 
+    /// <summary>Why output stopped when it was not the reader going away (a full disk, an I/O error): to be reported.</summary>
+    public OutputFailedException? Failure { get; private set; }
+
     protected void Write(ReadOnlySpan<byte> line)
     {
         if (Closed) return;
@@ -69,6 +72,13 @@ internal abstract class TraceOutput(FdWriter writer, bool buffered) : ISyscallSi
         catch (OutputClosedException)
         {
             Closed = true;
+            OutputClosed?.Invoke();
+        }
+        catch (OutputFailedException e)
+        {
+            // The rest of the trace would be lost too: stop writing, as for a closed reader, and say it at the end.
+            Closed = true;
+            Failure = e;
             OutputClosed?.Invoke();
         }
     }

@@ -8,6 +8,7 @@ internal static class Errno
     internal const int ESRCH = 3;
     internal const int EINTR = 4;
     internal const int EIO = 5;
+    internal const int ENOEXEC = 8;
     internal const int EAGAIN = 11;
     internal const int EFAULT = 14;
     internal const int EBUSY = 16;
@@ -17,6 +18,7 @@ internal static class Errno
     internal const int ENOSYS = 38;
     internal const int EACCES = 13;
     internal const int ENOTDIR = 20;
+    internal const int EISDIR = 21;
     internal const int ELOOP = 40;
     internal const int EOPNOTSUPP = 95;
 }

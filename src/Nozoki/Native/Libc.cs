@@ -91,6 +91,11 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "prctl", SetLastError = true)]
     internal static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
 
+    [LibraryImport(Lib, EntryPoint = "faccessat", SetLastError = true)]
+    internal static partial int faccessat(int dirfd, byte* path, int mode, int flags);
+
+    internal const int AT_FDCWD = -100, AT_EACCESS = 0x200, X_OK = 1;
+
     [LibraryImport(Lib, EntryPoint = "execve", SetLastError = true)]
     internal static partial int execve(byte* path, byte** argv, byte** envp);
 

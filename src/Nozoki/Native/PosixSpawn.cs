@@ -12,6 +12,17 @@ internal static unsafe class PosixSpawn
     /// </summary>
     internal static int Spawn(string path, IReadOnlyList<string> argv, IReadOnlyList<string>? env, int stdinFd, int stdoutFd, int stderrFd, string? workingDirectory)
     {
+        var rc = TrySpawn(path, argv, env, stdinFd, stdoutFd, stderrFd, workingDirectory, out var pid);
+        if (rc != 0) throw new IOException($"cannot start {path}: {Libc.StrError(rc)}");
+        return pid;
+    }
+
+    /// <summary>
+    /// <see cref="Spawn"/>, returning 0 or the errno of what failed; glibc's posix_spawn reports the child's execve
+    /// error (EACCES, ENOEXEC, ...) this way, and then there is no child.
+    /// </summary>
+    internal static int TrySpawn(string path, IReadOnlyList<string> argv, IReadOnlyList<string>? env, int stdinFd, int stdoutFd, int stderrFd, string? workingDirectory, out int pid)
+    {
         using var argvBlock = new CStringArray(argv);
         using var envBlock = env is null ? null : new CStringArray(env);
         var pathBytes = Encoding.UTF8.GetBytes(path + "\0");
@@ -37,11 +48,11 @@ internal static unsafe class PosixSpawn
                 fixed (byte* cwd = cwdBytes) Libc.posix_spawn_file_actions_addchdir_np(&actions, cwd);
             }
 
-            int pid;
+            int child;
             int rc;
-            fixed (byte* p = pathBytes) rc = Libc.posix_spawn(&pid, p, &actions, &attr, argvBlock.Pointer, envBlock is null ? Libc.Environ : envBlock.Pointer);
-            if (rc != 0) throw new IOException($"cannot start {path}: {Libc.StrError(rc)}");
-            return pid;
+            fixed (byte* p = pathBytes) rc = Libc.posix_spawn(&child, p, &actions, &attr, argvBlock.Pointer, envBlock is null ? Libc.Environ : envBlock.Pointer);
+            pid = rc == 0 ? child : 0;
+            return rc;
         }
         finally
         {

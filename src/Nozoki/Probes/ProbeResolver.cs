@@ -144,13 +144,28 @@ public sealed class ProbeResolver
         var loader = objects.FirstOrDefault(o => interp is not null && o.Path == interp)
             ?? objects.FirstOrDefault(o => Path.GetFileName(o.Path).StartsWith("ld-", StringComparison.Ordinal) && o.Path.Contains(".so", StringComparison.Ordinal));
         if (loader is null) return null;
+        return LoaderSymbol(loader, "_dl_debug_state") is { } address ? (address, loader) : null;
+    }
+
+    /// <summary>
+    /// The address in the process of the loader's <c>_r_debug</c> (struct r_debug, link.h): its <c>r_state</c> says
+    /// whether the link map is consistent (RT_CONSISTENT) or being changed, when <c>_dl_debug_state</c> is called.
+    /// </summary>
+    public static ulong? FindLoaderDebug(MappedObject loader)
+    {
+        ArgumentNullException.ThrowIfNull(loader);
+        return LoaderSymbol(loader, "_r_debug");
+    }
+
+    private static ulong? LoaderSymbol(MappedObject loader, string name)
+    {
         foreach (var candidate in new[] { loader.MapFilesPath, loader.Path })
         {
             try
             {
                 using var elf = ElfFile.Open(loader.Path, candidate);
-                if (!elf.TryFindSymbol("_dl_debug_state", out var sym) || loader.LoadBias(elf) is not { } bias) return null;
-                return (unchecked(sym.Value + bias), loader);
+                if (!elf.TryFindSymbol(name, out var sym) || loader.LoadBias(elf) is not { } bias) return null;
+                return unchecked(sym.Value + bias);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

@@ -23,3 +23,21 @@ public sealed class ProcessNotTraceableException(int pid, string reason)
 {
     public int Pid { get; } = pid;
 }
+
+/// <summary>
+/// A command could not be started: found to be impossible before launching (not found, a directory, not
+/// executable) or refused by execve (not a format the kernel runs, a missing interpreter, ...). The message is
+/// "COMMAND: why", as a shell says it; a shell would exit 127 when <see cref="NotFound"/>, else 126.
+/// </summary>
+public sealed class CommandNotStartedException(string command, int errno, string reason)
+    : TraceException($"{command}: {reason}")
+{
+    /// <summary>argv[0] as given.</summary>
+    public string Command { get; } = command;
+
+    /// <summary>Why: the errno of execve (or the one it would give): ENOENT, EACCES, EISDIR, ENOEXEC, ...</summary>
+    public int Errno { get; } = errno;
+
+    /// <summary>The command, or a file it needs (its #! interpreter, its ELF loader), does not exist (ENOENT).</summary>
+    public bool NotFound => Errno == Native.Errno.ENOENT;
+}

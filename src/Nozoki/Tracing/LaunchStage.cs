@@ -1,4 +1,3 @@
-using System.Text;
 using Nozoki.Native;
 using Nozoki.Procfs;
 
@@ -41,13 +40,25 @@ public static class LaunchStage
         return [exe, entry];
     }
 
+    // The stage writes nothing: its stdout and stderr are the command's, and whatever it wrote would look like the
+    // command's output (painted by `run`, under the command's name in a trace). It says why it failed in its exit
+    // status instead, which nozoki reads before the command has run at all (see Failure).
+
+    /// <summary>Exit status of a stage that saw no tracer attach within 30 s.</summary>
+    internal const int ExitNoTracer = 255;
+
+    /// <summary>Exit status of a stage that could not install the seccomp filter: this plus the errno (capped).</summary>
+    internal const int ExitSeccompFailed = 200;
+
+    // Any other exit status (1..133) is the errno of the command's execve.
+
     private static int Run(string filterText, string path, string[] argv)
     {
         // Wait for the tracer: a syscall the filter traps fails with ENOSYS while no tracer is attached.
         var deadline = Environment.TickCount64 + 30_000;
         while (ProcessInfo.TryRead(Environment.ProcessId)?.TracerPid is null or 0)
         {
-            if (Environment.TickCount64 > deadline) return Fail("nozoki: stage: no tracer attached within 30 s", 1);
+            if (Environment.TickCount64 > deadline) return ExitNoTracer;
             Thread.Sleep(1);
         }
 
@@ -55,16 +66,26 @@ public static class LaunchStage
         if (filterText != "-")
         {
             var errno = Seccomp.Install(SeccompFilter.Parse(filterText).Compile());
-            if (errno != 0) return Fail($"nozoki: cannot install the seccomp filter: {Libc.StrError(errno)}", 126);
+            if (errno != 0) return ExitSeccompFailed + Math.Min(errno, ExitNoTracer - 1 - ExitSeccompFailed);
         }
 
-        var err = PosixSpawn.Execve(path, argv);
-        return Fail($"nozoki: {argv[0]}: {Libc.StrError(err)}", err == Errno.ENOENT ? 127 : 126);
+        // On success this never returns; on failure, out at once, before anything else of ours runs.
+        return PosixSpawn.Execve(path, argv);
     }
 
-    private static int Fail(string message, int code)
+    /// <summary>
+    /// Why the command did not start, from the exit status of a stage that ended before the command's execve
+    /// succeeded; null when the stage was killed by a signal (a Ctrl-C during start-up: not a failure of ours).
+    /// <paramref name="stopped"/>: whether the stage got as far as its SIGSTOP (before it, only the runtime ran).
+    /// </summary>
+    internal static TraceException? Failure(ExitStatus exit, bool stopped, string command, string path)
     {
-        Fd.WriteAll(2, Encoding.UTF8.GetBytes(message + "\n"));
-        return code;
+        if (exit.Signaled) return null;
+        var code = exit.Code;
+        if (code == ExitNoTracer) return new TraceException($"cannot start {command}: no tracer attached to nozoki's launch stage within 30 s");
+        if (!stopped || code == 0) return new TraceException($"cannot start {command}: nozoki's launch stage exited with status {code} before it could");
+        if (code >= ExitSeccompFailed)
+            return new TraceException($"cannot start {command}: cannot install the seccomp filter: {Libc.StrError(code - ExitSeccompFailed)}");
+        return ChildProcess.ExecFailed(command, path, code);
     }
 }

@@ -116,6 +116,15 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     // Launch: events of the stage (before it execs the command) are not the command's and are not reported.
     private bool _preExec;
     private bool _stageStopSeen;
+    private bool _execShown;            // the stage's execve of the command has been reported at its entry: its exit is too
+    private bool _commandAttached;      // OnAttached has been called for the command
+    private TaskCompletionSource? _commandStarted;
+
+    /// <summary>How the launch stage ended when it ended before its execve of the command succeeded (see LaunchStage.Failure).</summary>
+    public ExitStatus? StageExit { get; private set; }
+
+    /// <summary>Whether the launch stage got as far as its SIGSTOP (the tracer was in control from there).</summary>
+    public bool StageStopped => _stageStopSeen;
 
     public ExitStatus? TargetExit { get; private set; }
 
@@ -288,6 +297,8 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     /// <summary>Runs until every traced task is gone or a detach is requested.</summary>
     public TraceResult Run(TaskCompletionSource attached)
     {
+        // A launch is under way once the command's execve has succeeded (or the stage is gone without it).
+        if (_preExec) _commandStarted = attached;
         while (_tasks.Count > 0)
         {
             if (detachRequested())
@@ -653,14 +664,17 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             t.Nr = (long)info.Nr;
             t.Args = new SyscallArgs(info.Arg(0), info.Arg(1), info.Arg(2), info.Arg(3), info.Arg(4), info.Arg(5));
             // The stage's execve of the command (after the stage's SIGSTOP) is the command's first syscall.
-            if (_preExec && _stageStopSeen && t.Tid == _targetPid && t.Nr is NrExecve or NrExecveat) CommandStarted();
-            if (!_preExec) observer.OnSyscallEnter(new SyscallEnterStop(t.Tgid, t.Tid, t.Nr, t.Args));
+            if (_preExec && _stageStopSeen && t.Tid == _targetPid && t.Nr is NrExecve or NrExecveat) ShowCommandExec();
+            if (Reported(t)) observer.OnSyscallEnter(new SyscallEnterStop(t.Tgid, t.Tid, t.Nr, t.Args));
         }
         else if (info.Op == Ptrace.SYSCALL_INFO_EXIT)
         {
             if (!t.InSyscall && !RecoverEntry(t)) return;
             t.InSyscall = false;
-            if (!_preExec) observer.OnSyscallExit(new SyscallExitStop(t.Tgid, t.Tid, t.Nr, t.Args, info.ReturnValue, info.IsError != 0));
+            if (Reported(t)) observer.OnSyscallExit(new SyscallExitStop(t.Tgid, t.Tid, t.Nr, t.Args, info.ReturnValue, info.IsError != 0));
+            // Still before the command after its execve returned: that execve failed (a success brings the exec event
+            // first). What the stage does next (it exits at once, saying why in its status) is not the command's.
+            if (_preExec && _execShown && t.Tid == _targetPid) _execShown = false;
         }
         else if (seccomp)
         {
@@ -781,10 +795,29 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         if (!_preExec) observer.OnExec(t.Tgid, t.Tgid);
     }
 
+    /// <summary>Events of this task are the command's: after its exec, or its execve call itself (whose exit may fail).</summary>
+    private bool Reported(TaskState t) => !_preExec || (_execShown && t.Tid == _targetPid);
+
+    /// <summary>The stage calls execve of the command: from here that call is shown, as strace shows its child's.</summary>
+    private void ShowCommandExec()
+    {
+        _execShown = true;
+        AttachCommand();
+    }
+
+    private void AttachCommand()
+    {
+        if (_commandAttached) return;
+        _commandAttached = true;
+        observer.OnAttached(_targetPid, 1);
+    }
+
     private void CommandStarted()
     {
         _preExec = false;
-        observer.OnAttached(_targetPid, 1);
+        _execShown = false;
+        AttachCommand();
+        _commandStarted?.TrySetResult();
     }
 
     private void TaskGone(TaskState t, int status)
@@ -793,11 +826,19 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         if (t.AwaitingParent) _awaitingParent--;
         if (_tasks.Count > 0) ReleaseOrphans(t);
         if (!t.Initial && !t.SeenByParent) _goneEarly.Add(t.Tid);
-        observer.OnThreadExited(t.Tgid, t.Tid);
+        // The launch stage's threads (before the command's exec) are not the command's.
+        if (!_preExec) observer.OnThreadExited(t.Tgid, t.Tid);
         if (t.Initial && !t.Started) _initialPending--;
         if (t.Tid != t.Tgid) return;
         var exit = ExitStatus.FromWaitStatus(status);
         if (t.Tgid == _targetPid) TargetExit = exit;
+        if (_preExec && t.Tgid == _targetPid)
+        {
+            // The stage ended without starting the command; its status says why (LaunchStage.Failure).
+            StageExit = exit;
+            return;
+        }
+
         observer.OnProcessExited(t.Tgid, exit);
     }
 }

@@ -106,7 +106,9 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
     /// <summary>
     /// Starts argv under ptrace from its first instruction (through <see cref="LaunchStage"/>), with
     /// PTRACE_O_EXITKILL: if nozoki dies, the command dies too, because a command left with a seccomp filter and
-    /// no tracer would fail every filtered syscall. Throws FileNotFoundException when the program is not found.
+    /// no tracer would fail every filtered syscall. Returns once the command's execve has succeeded. Throws
+    /// <see cref="CommandNotStartedException"/> when the program is not found, is a directory or not executable
+    /// (checked first), or its execve fails (the observer has seen that call, and nothing after it).
     /// </summary>
     public static TraceSession Launch(IReadOnlyList<string> argv, ITraceObserver observer, TraceOptions? options = null)
     {
@@ -114,16 +116,46 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
         ArgumentNullException.ThrowIfNull(observer);
         ArgumentOutOfRangeException.ThrowIfZero(argv.Count);
         options ??= new TraceOptions();
-        var path = ChildProcess.ResolvePath(argv[0]) ?? throw new FileNotFoundException($"{argv[0]}: command not found", argv[0]);
+        var path = ChildProcess.Resolve(argv[0]);
         var stage = LaunchStage.CommandLine(options.StageCommand ?? LaunchStage.DefaultPrefix(), options.Filter, path, argv);
-        return new TraceSession(0, options, observer) { _launch = stage }.Start();
+        return new TraceSession(0, options, observer) { _launch = stage, _command = (argv[0], path) }.Start();
     }
+
+    /// <summary>
+    /// For a launched command: waits until it has exited and reaps it. After a detach (RequestDetach, an error) the
+    /// command runs on untraced but is still this process's child: this is how to wait for it, as a shell would.
+    /// Call after <see cref="Completion"/>; returns at once when the session saw the command exit.
+    /// </summary>
+    public ExitStatus WaitForCommand()
+    {
+        if (_launch is null) throw new InvalidOperationException("only a launched command can be waited for");
+        var result = Completion.GetAwaiter().GetResult();
+        if (result.TargetExit is { } exit) return exit;
+        lock (_reapLock)
+        {
+            if (_reaped is { } reaped) return reaped;
+            var r = PosixSpawn.WaitPid(TargetPid, Wait.WALL, out var status);
+            // ECHILD: reaped elsewhere; its status is unknown.
+            _reaped = r == TargetPid ? ExitStatus.FromWaitStatus(status) : new ExitStatus(-1, 0);
+            return _reaped.Value;
+        }
+    }
+
+    private readonly Lock _reapLock = new();
+    private ExitStatus? _reaped;
+    private (string Command, string Path) _command;
 
     /// <summary>The traced command's PID (for Launch), or the attached PID.</summary>
     public int TargetPid => _targetPid ?? Pid;
 
     private List<string>? _launch;
     private int? _targetPid;
+
+    /// <summary>
+    /// What Attach checks in /proc before any ptrace call: throws ProcessNotFoundException, or
+    /// ProcessNotTraceableException for a thread id, a kernel thread, a zombie or this process itself.
+    /// </summary>
+    public static void CheckTraceable(int pid) => Preflight(pid);
 
     /// <summary>Checks /proc before any ptrace call, so that the error says what is wrong.</summary>
     private static void Preflight(int pid)
@@ -212,8 +244,8 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
             }
             else
             {
+                // Launch returns when the command's execve succeeded (see StopLoop.Run), or throws why it failed.
                 _targetPid = loop.LaunchStage(_launch);
-                _attached.TrySetResult();
             }
         }
         catch (Exception e)
@@ -240,6 +272,13 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
             }
 
             result = new TraceResult(TraceEndReason.Failed, loop.TargetExit, e);
+        }
+
+        if (loop.StageExit is { } stageExit && LaunchStage.Failure(stageExit, loop.StageStopped, _command.Command, _command.Path) is { } failed)
+        {
+            _attached.TrySetException(failed);
+            _completion.TrySetResult(new TraceResult(TraceEndReason.Failed, null, failed));
+            return;
         }
 
         // Attach() may still be waiting if the process exited before every thread stopped once.

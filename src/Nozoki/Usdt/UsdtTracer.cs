@@ -96,6 +96,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     private UsdtArgument[] _args = new UsdtArgument[12];
     private long _hits;
     private int _skipExecOf = -1;
+    private int _launchedPid;
     private readonly Lock _gate = new();
     private UprobeHits? _uprobes;
     private ITraceControl? _control;
@@ -131,6 +132,9 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     /// <summary>How often the process was held because the output fell behind the uprobe hits (none lost for it).</summary>
     public int Holds { get; private set; }
 
+    /// <summary>Whether a probe site matched the patterns in any traced process at any time of the session.</summary>
+    public bool AnyProbeMatched { get; private set; }
+
     public void OnStarted(ITraceControl control) => _control = control;
 
     private sealed class ArmedSite(ResolvedProbe probe, bool uprobe)
@@ -148,6 +152,9 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         public readonly HashSet<int> Threads = [];
         public ulong RendezvousAddress;
         public bool RendezvousTried;
+        public ulong DebugAddress;          // the loader's _r_debug, 0 if unknown
+        public int RendezvousHits;
+        public bool StartupPending;         // the libraries of its start-up are still to be mapped
     }
 
     /// <summary>Every probe site matching the patterns in PID now (for checking the patterns before attaching).</summary>
@@ -162,11 +169,12 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     public void OnAttached(int pid, int threadCount)
     {
         // A launched command is reported attached at its exec, and OnExec for that same image follows at once.
-        if (_options.Launched) _skipExecOf = pid;
+        if (_options.Launched) _skipExecOf = _launchedPid = pid;
         var p = Get(pid);
         foreach (var tid in ProcessInfo.ReadThreadIds(pid)) p.Threads.Add(tid);
         p.Threads.Add(pid);
         Arm(p);
+        WatchStartup(p);
     }
 
     public void OnExec(int pid, int tid)
@@ -184,6 +192,48 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         var p = Get(pid);
         p.Threads.Add(pid);
         Arm(p);
+        WatchStartup(p);
+    }
+
+    /// <summary>
+    /// A launched command has just executed a program: once the objects of its start-up are mapped (now for a static
+    /// program, else when ld.so says its link map is consistent), say so if nothing matched, as gdb does with a pending
+    /// breakpoint. Objects loaded later (dlopen) and programs executed later may still match.
+    /// </summary>
+    private void WatchStartup(ProcessProbes p)
+    {
+        if (!_options.Launched || p.Pid != _launchedPid) return;
+        if (p.RendezvousAddress == 0) StartupScanned(p);
+        else p.StartupPending = true;
+    }
+
+    private void StartupScanned(ProcessProbes p)
+    {
+        p.StartupPending = false;
+        if (AnyProbeMatched) return;
+        string program;
+        try
+        {
+            program = new FileInfo($"/proc/{p.Pid}/exe").LinkTarget ?? "?";
+        }
+        catch (IOException)
+        {
+            program = "?";
+        }
+
+        Problem($"no probe site matches {string.Join(", ", _patterns)} in PID {p.Pid} ({program}) nor in the libraries it loaded at start-up; "
+            + "pending: objects it loads later (dlopen) and programs it executes are searched too");
+    }
+
+    /// <summary>At a hit of the loader's hook: whether its link map is consistent again (r_debug.r_state == RT_CONSISTENT).</summary>
+    private static bool LinkMapConsistent(ProcessProbes p)
+    {
+        p.RendezvousHits++;
+        Span<byte> state = stackalloc byte[4];
+        // struct r_debug { int r_version; struct link_map *r_map; ElfW(Addr) r_brk; enum r_state; ... }: r_state at 24.
+        if (p.DebugAddress == 0 || ProcessMemory.Read(p.Pid, p.DebugAddress + 24, state).BytesRead != 4)
+            return p.RendezvousHits >= 2; // at start-up ld.so calls the hook with RT_ADD, then with RT_CONSISTENT
+        return BinaryPrimitives.ReadInt32LittleEndian(state) == 0;
     }
 
     private ProcessProbes Get(int pid)
@@ -207,7 +257,9 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
 
         var added = 0;
         Span<byte> original = stackalloc byte[1];
-        foreach (var probe in Match(scan))
+        var matched = Match(scan);
+        if (matched.Count > 0) AnyProbeMatched = true;
+        foreach (var probe in matched)
         {
             if (p.Sites.ContainsKey(probe.Address)) continue;
             if (WantsUprobe(probe, p.Threads.Count) && ArmUprobe(p, probe))
@@ -343,7 +395,9 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         }
 
         address += (ulong)retOffset;
-        if (ProcessMemoryWriter.Write(p.Pid, address, [Int3]) == 0) p.RendezvousAddress = address;
+        if (ProcessMemoryWriter.Write(p.Pid, address, [Int3]) != 0) return;
+        p.RendezvousAddress = address;
+        p.DebugAddress = ProbeResolver.FindLoaderDebug(hook.Loader) ?? 0;
     }
 
     public bool OnBreakpoint(in BreakpointStop stop)
@@ -353,6 +407,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         if (address == p.RendezvousAddress && p.RendezvousAddress != 0)
         {
             Arm(p);
+            if (p.StartupPending && LinkMapConsistent(p)) StartupScanned(p);
             return stop.EmulateReturn();
         }
 

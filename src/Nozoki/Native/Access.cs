@@ -1,0 +1,18 @@
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Nozoki.Native;
+
+/// <summary>access(2) questions about files, asked with the effective ids, as execve will judge them.</summary>
+internal static unsafe class Access
+{
+    /// <summary>0 when the effective user may execute path (search permission for a directory), else the errno.</summary>
+    internal static int Executable(string path)
+    {
+        var bytes = Encoding.UTF8.GetBytes(path + "\0");
+        fixed (byte* p = bytes)
+        {
+            return Libc.faccessat(Libc.AT_FDCWD, p, Libc.X_OK, Libc.AT_EACCESS) == 0 ? 0 : Marshal.GetLastPInvokeError();
+        }
+    }
+}
