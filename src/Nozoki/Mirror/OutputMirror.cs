@@ -88,11 +88,23 @@ public sealed class OutputMirror : ITraceObserver
         var self = Libc.gettid();
         foreach (var pid in _processes.Keys.ToList())
         {
-            if (Procfs.ProcessInfo.TryRead(pid) is not { } info || info.TracerPid != self) _processes.Remove(pid);
+            if (!TracedBy(pid, self)) _processes.Remove(pid);
         }
 
         _lastPid = -1;
         _pruneAt = Math.Max(64, 2 * _processes.Count);
+    }
+
+    private static bool TracedBy(int pid, int tracer)
+    {
+        try
+        {
+            return Procfs.ProcessInfo.TryRead(pid)?.TracerPid == tracer;
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or IndexOutOfRangeException or OverflowException)
+        {
+            return false; // read while it was going away
+        }
     }
 
     public void OnExec(int pid, int tid) => Targets(pid).Execed();
