@@ -156,6 +156,37 @@ public sealed partial class TraceVsStraceTests
         return rows;
     }
 
+    [Fact]
+    public void Buffers_larger_than_64_KiB_are_shown_up_to_the_string_limit_as_strace_does()
+    {
+        // 200,000 bytes of every value (C escapes, octal before digits, printable) read and written in one call each,
+        // shown with -s 100000: both tools print the first 100,000 bytes, then "...".
+        using var dir = new TempDir();
+        var data = new byte[200_000];
+        for (var i = 0; i < data.Length; i++) data[i] = (byte)((i * 7 + i / 251) & 0xff);
+        var input = dir.File("input");
+        File.WriteAllBytes(input, data);
+        string[] argv = ["dd", $"if={input}", "of=/dev/null", "bs=200000", "count=1", "status=none"];
+        string[] options = ["-s", "100000", "-e", "trace=read,write"];
+        static List<string> Large(IEnumerable<string> lines) => [.. lines.Where(l => l.EndsWith("= 200000", StringComparison.Ordinal))];
+
+        var expected = Large(TraceRuns.Strace(dir, options, argv));
+        var (lines, code, stderr) = TraceRuns.Nozoki(dir, options, argv);
+        Assert.True(code == 0, $"nozoki trace exited {code}: {stderr}");
+        var actual = Large(lines);
+        Assert.Equal(2, expected.Count);
+        Assert.StartsWith("read(0, \"\\0\\7\\16", expected[0], StringComparison.Ordinal);
+        Assert.Contains("\"..., 200000) = 200000", expected[1], StringComparison.Ordinal);
+        Assert.Equal(expected.Count, actual.Count);
+        for (var i = 0; i < expected.Count; i++)
+        {
+            var common = expected[i].AsSpan().CommonPrefixLength(actual[i]);
+            Assert.True(expected[i] == actual[i],
+                $"line {i} differs at column {common}:\nstrace: ...{expected[i][Math.Max(0, common - 40)..Math.Min(expected[i].Length, common + 40)]}\n" +
+                $"nozoki: ...{actual[i][Math.Max(0, common - 40)..Math.Min(actual[i].Length, common + 40)]}");
+        }
+    }
+
     public static TheoryData<string> Filters => new()
     {
         "trace=openat,close",

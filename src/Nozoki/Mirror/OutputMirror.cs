@@ -11,6 +11,8 @@ namespace Nozoki.Mirror;
 /// tracee's memory exactly the bytes the kernel accepted (the return value; partial writes, EAGAIN and EPIPE included)
 /// and hands them to a sink. Bytes that never pass through the process's memory (sendfile, splice, copy_file_range,
 /// vmsplice) and bytes that cannot be read are reported as notices, never dropped silently.
+/// A write belongs to a chosen fd's stream when its descriptor refers to the open file description that fd referred
+/// to at attach, whatever its number (a dup of fd 1 is stdout; fd 1 after dup2(2, 1) is stderr): see FdTargets.
 /// </summary>
 public sealed class OutputMirror : ITraceObserver
 {
@@ -19,7 +21,10 @@ public sealed class OutputMirror : ITraceObserver
 
     private readonly IMirrorSink _sink;
     private readonly int[] _fds;
+    private const ulong CloseRangeCloexec = 4; // CLOSE_RANGE_CLOEXEC: marks close-on-exec, closes nothing
     private readonly Dictionary<int, FdTargets> _processes = [];
+    private readonly Dictionary<int, int> _forkingThreads = []; // tid -> pid, from a fork-family entry to its event
+    private int _pruneAt = 64;
     private int _lastPid = -1;
     private FdTargets? _last;
     private byte[] _buffer = new byte[64 << 10];
@@ -36,44 +41,137 @@ public sealed class OutputMirror : ITraceObserver
         foreach (var fd in _fds) ArgumentOutOfRangeException.ThrowIfNegative(fd);
     }
 
+    /// <summary>Recognise descriptions by /proc links and flags as where kcmp is refused (tests of that fallback).</summary>
+    internal bool WithoutKcmp { get; init; }
+
     private FdTargets Targets(int pid)
     {
         if (pid == _lastPid) return _last!;
-        if (!_processes.TryGetValue(pid, out var t)) _processes[pid] = t = new FdTargets(pid, _fds);
+        if (!_processes.TryGetValue(pid, out var t)) _processes[pid] = t = FdTargets.Attach(pid, _fds, useKcmp: !WithoutKcmp);
         _lastPid = pid;
         return _last = t;
     }
 
-    public void OnExec(int pid, int tid) => Targets(pid).InvalidateAll();
-
-    public void OnAttached(int pid, int threadCount) => _sink.OnAttached(pid, threadCount);
-
-    public void OnProcessExited(int pid, ExitStatus status)
+    private void Forget(int pid)
     {
         _processes.Remove(pid);
         _lastPid = -1;
+    }
+
+    /// <summary>The watched streams are the descriptions the fds refer to at attach (if no stop has taken them already).</summary>
+    public void OnAttached(int pid, int threadCount)
+    {
+        Targets(pid);
+        _sink.OnAttached(pid, threadCount);
+    }
+
+    public void OnNewTask(int parentTid, int newTid, int newPid, bool isProcess)
+    {
+        if (!isProcess) return;
+        // A child's table is a copy of its parent's: it has the parent's streams, even while the parent has fd 1
+        // pointed elsewhere (`{ cmd; } >&2` forks cmd between dup2(2, 1) and the restore).
+        var parentPid = _forkingThreads.Remove(parentTid, out var p) ? p
+            : _processes.ContainsKey(parentTid) ? parentTid
+            : Procfs.ProcessInfo.TryRead(parentTid)?.Tgid ?? parentTid;
+        if (_processes.Count >= _pruneAt) Prune();
+        _processes[newPid] = Targets(parentPid).Fork(newPid);
+        _lastPid = -1;
+    }
+
+    /// <summary>
+    /// A child that is not followed is let go without another word after <see cref="OnNewTask"/>: drop the state of
+    /// processes no longer traced by this thread (the session's), now and then, so that a shell forking for hours
+    /// does not grow it.
+    /// </summary>
+    private void Prune()
+    {
+        var self = Libc.gettid();
+        foreach (var pid in _processes.Keys.ToList())
+        {
+            if (!TracedBy(pid, self)) _processes.Remove(pid);
+        }
+
+        _lastPid = -1;
+        _pruneAt = Math.Max(64, 2 * _processes.Count);
+    }
+
+    private static bool TracedBy(int pid, int tracer)
+    {
+        try
+        {
+            return Procfs.ProcessInfo.TryRead(pid)?.TracerPid == tracer;
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException or IndexOutOfRangeException or OverflowException)
+        {
+            return false; // read while it was going away
+        }
+    }
+
+    public void OnExec(int pid, int tid) => Targets(pid).Execed();
+
+    public void OnThreadExited(int pid, int tid) => _forkingThreads.Remove(tid);
+
+    public void OnProcessExited(int pid, ExitStatus status)
+    {
+        Forget(pid);
         _sink.OnProcessExited(pid, status);
     }
 
-    public void OnDetached(int pid) => _sink.OnDetached(pid);
-
-    public void OnSyscallExit(in SyscallExitStop stop)
+    public void OnDetached(int pid)
     {
-        if (stop.IsError) return;
+        Forget(pid);
+        _sink.OnDetached(pid);
+    }
+
+    /// <summary>Before a descriptor is closed or replaced, or a program replaced: a stream it keeps must move (see FdTargets).</summary>
+    public void OnSyscallEnter(in SyscallEnterStop stop)
+    {
         var a = stop.Args;
         switch (stop.Number)
         {
             case SyscallNumbers.Close:
-                Targets(stop.Pid).Invalidate((int)a.A0);
+                Targets(stop.Pid).Closing(stop.Tid, Fd(a.A0), Fd(a.A0));
                 return;
             case SyscallNumbers.Dup2 or SyscallNumbers.Dup3:
-                Targets(stop.Pid).Invalidate((int)a.A1);
+                if (a.A0 != a.A1) Targets(stop.Pid).Closing(stop.Tid, Fd(a.A1), Fd(a.A1));
                 return;
             case SyscallNumbers.CloseRange:
-                Targets(stop.Pid).InvalidateAll();
+                if ((a.A2 & CloseRangeCloexec) == 0) Targets(stop.Pid).Closing(stop.Tid, Fd(a.A0), Fd(a.A1));
+                return;
+            case SyscallNumbers.Execve or SyscallNumbers.Execveat:
+                Targets(stop.Pid).Execing();
+                return;
+            case SyscallNumbers.Clone or SyscallNumbers.Clone3 or SyscallNumbers.Fork or SyscallNumbers.Vfork:
+                _forkingThreads[stop.Tid] = stop.Pid;
+                return;
+        }
+    }
+
+    /// <summary>An fd argument (an unsigned int to the kernel) as a number; beyond int.MaxValue: int.MaxValue.</summary>
+    private static int Fd(ulong arg) => (uint)arg > int.MaxValue ? int.MaxValue : (int)(uint)arg;
+
+    public void OnSyscallExit(in SyscallExitStop stop)
+    {
+        var a = stop.Args;
+        switch (stop.Number)
+        {
+            // Even when they fail: close releases the descriptor whatever it returns (EINTR, EIO), and forgetting
+            // an answer is always safe.
+            case SyscallNumbers.Close:
+                Targets(stop.Pid).Closed(stop.Tid, Fd(a.A0), Fd(a.A0), closedNothing: false);
+                return;
+            case SyscallNumbers.Dup2 or SyscallNumbers.Dup3:
+                if (a.A0 == a.A1) return;
+                var targets = Targets(stop.Pid);
+                targets.Closed(stop.Tid, Fd(a.A1), Fd(a.A1), closedNothing: stop.IsError);
+                if (!stop.IsError) targets.Duplicated(Fd(a.A0), Fd(a.A1));
+                return;
+            case SyscallNumbers.CloseRange:
+                if ((a.A2 & CloseRangeCloexec) == 0) Targets(stop.Pid).Closed(stop.Tid, Fd(a.A0), Fd(a.A1), closedNothing: stop.IsError);
                 return;
         }
 
+        if (stop.IsError) return;
         if (stop.ReturnValue <= 0) return;
         int fd;
         switch (stop.Number)

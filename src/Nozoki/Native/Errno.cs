@@ -9,6 +9,7 @@ internal static class Errno
     internal const int EINTR = 4;
     internal const int EIO = 5;
     internal const int ENOEXEC = 8;
+    internal const int EBADF = 9;
     internal const int EAGAIN = 11;
     internal const int EFAULT = 14;
     internal const int EBUSY = 16;

@@ -52,7 +52,7 @@ public sealed partial class SyscallDecoder(DecodeOptions options)
     private const int ConsumedAll = 99;
 
     private readonly DecodeOptions _o = options;
-    private readonly byte[] _scratch = new byte[64 << 10];
+    private byte[] _scratch = new byte[64 << 10];
     private readonly byte[] _small = new byte[4096];
     private int _tid;
     private int _pid;
@@ -406,21 +406,33 @@ public sealed partial class SyscallDecoder(DecodeOptions options)
     }
 
     /// <summary>
-    /// Reads a NUL-terminated string of at most max bytes into dest, page by page (process_vm_readv stops at the
-    /// first unreadable page). Returns its length (-1 if unreadable); terminated says whether the NUL was within max.
+    /// The scratch buffer with room for at least size bytes. -s may ask for more than it holds: it grows (doubling)
+    /// the first time a call needs more and is kept, so a trace allocates it a few times at most, never per stop.
     /// </summary>
-    private int ReadCString(ulong address, Span<byte> dest, int max, out bool terminated)
+    private byte[] Scratch(int size)
+    {
+        if (_scratch.Length < size) _scratch = new byte[(int)Math.Min(Math.Max(size, 2L * _scratch.Length), Array.MaxLength)];
+        return _scratch;
+    }
+
+    /// <summary>
+    /// Reads a NUL-terminated string of at most max bytes into the scratch buffer, page by page (process_vm_readv
+    /// stops at the first unreadable page); the buffer grows with the string, not with max. Returns its length
+    /// (-1 if unreadable); terminated says whether the NUL was within max.
+    /// </summary>
+    private int ReadCString(ulong address, long max, out bool terminated)
     {
         terminated = false;
         if (address == 0) return -1;
         var done = 0;
-        max = Math.Min(max, dest.Length);
+        max = Math.Min(max, Array.MaxLength);
         while (done < max)
         {
             var page = 4096 - (int)((address + (ulong)done) & 4095);
-            var want = Math.Min(page, max - done);
-            var r = ProcessMemory.Read(_tid, address + (ulong)done, dest.Slice(done, want));
-            var nul = dest.Slice(done, r.BytesRead).IndexOf((byte)0);
+            var want = (int)Math.Min(page, max - done);
+            var dest = Scratch(done + want);
+            var r = ProcessMemory.Read(_tid, address + (ulong)done, dest.AsSpan(done, want));
+            var nul = dest.AsSpan(done, r.BytesRead).IndexOf((byte)0);
             if (nul >= 0)
             {
                 terminated = true;
@@ -443,7 +455,7 @@ public sealed partial class SyscallDecoder(DecodeOptions options)
             return;
         }
 
-        var n = ReadCString(address, _scratch, 4096, out var terminated);
+        var n = ReadCString(address, 4096, out var terminated);
         if (n < 0)
         {
             b.AppendHex(address);
@@ -463,7 +475,7 @@ public sealed partial class SyscallDecoder(DecodeOptions options)
         }
 
         var limit = _o.StringLimit;
-        var n = ReadCString(address, _scratch, limit + 1, out var terminated);
+        var n = ReadCString(address, limit + 1L, out var terminated);
         if (n < 0)
         {
             b.AppendHex(address);
@@ -485,13 +497,14 @@ public sealed partial class SyscallDecoder(DecodeOptions options)
             return;
         }
 
-        if (!Read(address, _scratch.AsSpan(0, show)))
+        var data = Scratch(show).AsSpan(0, show);
+        if (!Read(address, data))
         {
             b.AppendHex(address);
             return;
         }
 
-        Quote(b, _scratch.AsSpan(0, show), cut: length > show, hex);
+        Quote(b, data, cut: length > show, hex);
     }
 
     /// <summary>strace's quoting: C escapes, octal for other bytes (three digits when a digit follows), "..." when cut.</summary>

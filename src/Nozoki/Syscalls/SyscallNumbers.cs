@@ -1,8 +1,8 @@
 namespace Nozoki.Syscalls;
 
 /// <summary>
-/// x86_64 numbers (asm/unistd_64.h) of the syscalls that move bytes to a file descriptor, or change what a descriptor number refers to. The full table is
-/// <see cref="Nr"/> (generated from the kernel headers); these names are the ones the output mirror uses.
+/// x86_64 numbers (asm/unistd_64.h) of the syscalls that move bytes to a file descriptor, change what a descriptor number refers to, or copy a
+/// descriptor table (fork). The full table is <see cref="Nr"/> (generated from the kernel headers); these names are the ones the output mirror uses.
 /// </summary>
 public static class SyscallNumbers
 {
@@ -24,4 +24,8 @@ public static class SyscallNumbers
     public const long Sendmmsg = Nr.Sendmmsg;
     public const long CopyFileRange = Nr.CopyFileRange;
     public const long Pwritev2 = Nr.Pwritev2;
+    public const long Clone = Nr.Clone;
+    public const long Fork = Nr.Fork;
+    public const long Vfork = Nr.Vfork;
+    public const long Clone3 = Nr.Clone3;
 }
