@@ -45,7 +45,7 @@ public sealed partial class UprobeTests
         {
             var session = TraceSession.Launch(command, tracer, new TraceOptions
             {
-                StageCommand = [NozokiCli.DotnetHost, NozokiCli.DllPath], TraceSyscalls = false, InterceptChildren = true,
+                StageCommand = NozokiCli.Command, TraceSyscalls = false, InterceptChildren = true,
             });
             using (session)
             {
