@@ -13,7 +13,7 @@ public sealed class RunTerminalTests
     private static readonly TimeSpan StepTimeout = TimeSpan.FromSeconds(20);
     private const string Prompt = "nozoki-prompt$";
 
-    private static string Nozoki => $"{Tmux.Quote(NozokiCli.DotnetHost)} {Tmux.Quote(NozokiCli.DllPath)}";
+    private static string Nozoki => Tmux.Quote(NozokiCli.ExePath);
 
     /// <summary>Waits for the EXIT=n line the session's command writes to <paramref name="file"/> when nozoki ends.</summary>
     private static int WaitForExitFile(Tmux tmux, string file)

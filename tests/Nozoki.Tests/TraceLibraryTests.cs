@@ -34,7 +34,7 @@ public sealed class TraceLibraryTests
         const int Count = 50_000; // dd bs=1: a read and a write per byte, two stops each
         var sink = new CountingSink();
         var tracer = new SyscallTracer(sink, new SyscallTracerOptions { Count = true, Decode = new DecodeOptions { StringLimit = 32 } });
-        var options = new TraceOptions { StageCommand = [NozokiCli.DotnetHost, NozokiCli.DllPath] };
+        var options = new TraceOptions { StageCommand = NozokiCli.Command };
         var before = GC.GetTotalAllocatedBytes(precise: true);
         using (var session = TraceSession.Launch(["dd", "if=/dev/zero", "of=/dev/null", "bs=1", $"count={Count}", "status=none"], tracer, options))
         {

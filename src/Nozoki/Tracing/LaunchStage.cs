@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Text;
 using Nozoki.Native;
 using Nozoki.Procfs;
 
@@ -31,14 +33,25 @@ public static class LaunchStage
         return list;
     }
 
-    /// <summary>How to start this program again: its executable, and its main assembly when run by the dotnet host.</summary>
+    /// <summary>
+    /// How to start this program again. Its executable is named by /proc/self/exe, not by a path: that is this very
+    /// file even when it was replaced or deleted since nozoki started (an upgrade, the launcher's rebuild), and it
+    /// works alike for the native binary, an apphost (the Nozoki.Cli build, a global tool's shim) and the dotnet host.
+    /// Only the last runs a main assembly it is given on its command line, so that one gets it again.
+    /// </summary>
     internal static List<string> DefaultPrefix()
     {
+        // NativeAOT (no dynamic code): the executable is the program.
+        if (!RuntimeFeature.IsDynamicCodeSupported) return [SelfExe];
         var exe = Environment.ProcessPath ?? throw new InvalidOperationException("cannot find this program's executable");
-        if (Path.GetFileNameWithoutExtension(exe) != "dotnet") return [exe];
+        // An apphost (any name but dotnet's) finds its main assembly itself; GetCommandLineArgs()[0] names the
+        // assembly in both cases, so only the host's name tells them apart.
+        if (Path.GetFileNameWithoutExtension(exe) != "dotnet") return [SelfExe];
         var entry = Environment.GetCommandLineArgs()[0];
-        return [exe, entry];
+        return [SelfExe, Path.GetFullPath(entry)];
     }
+
+    private const string SelfExe = "/proc/self/exe";
 
     // The stage writes nothing: its stdout and stderr are the command's, and whatever it wrote would look like the
     // command's output (painted by `run`, under the command's name in a trace). It says why it failed in its exit

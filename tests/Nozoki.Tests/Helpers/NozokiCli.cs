@@ -3,28 +3,85 @@ using System.Text.RegularExpressions;
 
 namespace Nozoki.Tests.Helpers;
 
-/// <summary>Runs the nozoki CLI (nozoki.dll in the test output directory) and interprets its output.</summary>
+/// <summary>
+/// Runs the nozoki CLI and interprets its output. The CLI tests run the NativeAOT binary, as users get it
+/// (<see cref="ExePath"/>, the one place that says which nozoki is tested); the framework-dependent build in the test
+/// output directory (<see cref="DllPath"/>) is there for the tests of nozoki run as a .NET program.
+/// </summary>
 internal static partial class NozokiCli
 {
     public static readonly TimeSpan AttachTimeout = TimeSpan.FromSeconds(30);
     public static readonly TimeSpan ExitTimeout = TimeSpan.FromSeconds(60);
 
-    /// <summary>The CLI assembly in the test output directory (nozoki.dll, or Nozoki.Cli.dll when not renamed).</summary>
+    /// <summary>Longest a build of the native binary by the launcher may take (NativeAOT on 2 busy cores: minutes).</summary>
+    private static readonly TimeSpan BuildTimeout = TimeSpan.FromMinutes(20);
+
+    private static readonly Lazy<string> Native = new(FindOrBuildNative, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>
+    /// The native nozoki the CLI tests run: $NOZOKI_EXE when set (CI builds it once; or a release binary to check),
+    /// else the repo launcher's build, artifacts/cli/nozoki, which the launcher (./nozoki) builds first when it is
+    /// missing or older than a source file (once per test run; so `dotnet test` alone works).
+    /// </summary>
+    public static string ExePath => Native.Value;
+
+    /// <summary>The command line that starts nozoki (the native binary), e.g. as a library test's launch stage.</summary>
+    public static IReadOnlyList<string> Command => [ExePath];
+
+    private static string FindOrBuildNative()
+    {
+        var given = Environment.GetEnvironmentVariable("NOZOKI_EXE");
+        if (!string.IsNullOrEmpty(given))
+        {
+            if (!File.Exists(given)) throw new FileNotFoundException($"NOZOKI_EXE={given}: no such file", given);
+            return Path.GetFullPath(given);
+        }
+
+        var root = RepoRoot() ?? throw new InvalidOperationException(
+            $"no Nozoki.slnx above {AppContext.BaseDirectory}, so no launcher to build nozoki with: set NOZOKI_EXE to a nozoki binary");
+        var launcher = Path.Combine(root, "nozoki");
+        // The launcher rebuilds only when a source is newer than its binary, then execs it: --version also checks it runs.
+        using (var build = ExternalProcess.Start("./nozoki --version (builds nozoki if needed)", launcher, ["--version"]))
+        {
+            var code = build.WaitForExit(BuildTimeout);
+            if (code != 0)
+            {
+                throw new InvalidOperationException(
+                    $"'{launcher} --version' failed with exit code {code}; it builds the native nozoki the CLI tests run:\n{build.StderrText()}");
+            }
+        }
+
+        var exe = Path.Combine(root, "artifacts", "cli", "nozoki");
+        return File.Exists(exe) ? exe : throw new FileNotFoundException($"the launcher ran, but {exe} is not there", exe);
+    }
+
+    /// <summary>The repository root (the directory with Nozoki.slnx) above the test output directory, if any.</summary>
+    private static string? RepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Nozoki.slnx"))) return dir.FullName;
+        }
+
+        return null;
+    }
+
+    /// <summary>The framework-dependent CLI assembly in the test output directory (Nozoki.Cli.dll, or nozoki.dll if renamed).</summary>
     public static string DllPath
     {
         get
         {
-            foreach (var name in new[] { "nozoki.dll", "Nozoki.Cli.dll" })
+            foreach (var name in new[] { "Nozoki.Cli.dll", "nozoki.dll" })
             {
                 var path = Path.Combine(AppContext.BaseDirectory, name);
                 if (File.Exists(path)) return path;
             }
 
-            throw new FileNotFoundException($"neither nozoki.dll nor Nozoki.Cli.dll is in {AppContext.BaseDirectory}");
+            throw new FileNotFoundException($"neither Nozoki.Cli.dll nor nozoki.dll is in {AppContext.BaseDirectory}");
         }
     }
 
-    /// <summary>The dotnet host that runs this test (so nozoki.dll runs on the same runtime).</summary>
+    /// <summary>The dotnet host that runs this test (so the CLI assembly runs on the same runtime).</summary>
     public static string DotnetHost
     {
         get
@@ -38,12 +95,12 @@ internal static partial class NozokiCli
     }
 
     public static ExternalProcess Start(IEnumerable<string> args, OutputSink? stdoutSink = null) =>
-        ExternalProcess.Start("nozoki", DotnetHost, [DllPath, .. args], stdoutSink);
+        ExternalProcess.Start("nozoki", ExePath, args, stdoutSink);
 
     /// <summary>Runs nozoki as user nobody (uid/gid 65534, no supplementary groups) via setpriv.</summary>
     public static ExternalProcess StartAsNobody(IEnumerable<string> args) =>
         ExternalProcess.Start("nozoki (as nobody)", "setpriv",
-            ["--reuid=65534", "--regid=65534", "--clear-groups", DotnetHost, DllPath, .. args]);
+            ["--reuid=65534", "--regid=65534", "--clear-groups", ExePath, .. args]);
 
     /// <summary>Runs nozoki to completion; returns its exit code (the process is disposed, its output kept).</summary>
     public static (int Code, string Stdout, string Stderr) Run(params string[] args)

@@ -40,7 +40,7 @@ internal static class RunOutput
 
     /// <summary>Runs `nozoki ARGS` with stdout+stderr to <paramref name="path"/>; returns its exit status.</summary>
     public static ExitStatus NozokiToFile(string path, params string[] args) =>
-        ToFile(path, [NozokiCli.DotnetHost, NozokiCli.DllPath, .. args]);
+        ToFile(path, [.. NozokiCli.Command, .. args]);
 
     private static int Fd(SafeFileHandle h) => checked((int)h.DangerousGetHandle());
 }
