@@ -32,13 +32,7 @@ public sealed class StreamIdentityTests
         using var dir = new TempDir();
         using var tracee = Tracee.StartFixture("dupdance", ["--wait", $"{N}"], stdinPipe: true,
             stdoutPath: dir.File("out"), stderrPath: dir.File("err"));
-        using var nozoki = NozokiCli.Start(["out", "-f", $"{tracee.Pid}"]);
-        nozoki.WaitForAttached(tracee.Pid);
-        tracee.Release();
-
-        Assert.Equal(new ExitStatus(0, 0), tracee.WaitForExit());
-        Assert.Equal(0, nozoki.WaitForExit(NozokiCli.ExitTimeout));
-        nozoki.AssertNoStackTrace();
+        using var nozoki = NozokiCli.OutToTheEnd(tracee, "-f");
         Assert.Equal(Lines("out", "dup", "three"), tracee.StdoutFileText());
         Assert.Equal(Lines("err", "child", "exec"), tracee.StderrFileText());
         Assert.Equal(tracee.StdoutFileText(), nozoki.StdoutText());
@@ -87,13 +81,7 @@ public sealed class StreamIdentityTests
         using var dir = new TempDir();
         using var tracee = Tracee.Start([shell, "-c", script], stdinPipe: true,
             stdoutPath: dir.File("out"), stderrPath: dir.File("err"));
-        using var nozoki = NozokiCli.Start(["out", $"{tracee.Pid}"]);
-        nozoki.WaitForAttached(tracee.Pid);
-        tracee.Release();
-
-        Assert.Equal(new ExitStatus(0, 0), tracee.WaitForExit());
-        Assert.Equal(0, nozoki.WaitForExit(NozokiCli.ExitTimeout));
-        nozoki.AssertNoStackTrace();
+        using var nozoki = NozokiCli.OutToTheEnd(tracee);
         Assert.Equal(Lines("out", "three"), tracee.StdoutFileText());
         Assert.Equal(Lines("err"), tracee.StderrFileText());
         Assert.Equal(tracee.StdoutFileText(), nozoki.StdoutText()); // what `nozoki out -q PID > copy.log` keeps
@@ -106,13 +94,7 @@ public sealed class StreamIdentityTests
         using var dir = new TempDir();
         using var tracee = Tracee.StartFixture("dupdance", ["--merged", "--wait", $"{N}"], stdinPipe: true,
             stdoutPath: dir.File("out"), stderrPath: dir.File("err"));
-        using var nozoki = NozokiCli.Start(["out", $"{tracee.Pid}"]);
-        nozoki.WaitForAttached(tracee.Pid);
-        tracee.Release();
-
-        Assert.Equal(new ExitStatus(0, 0), tracee.WaitForExit());
-        Assert.Equal(0, nozoki.WaitForExit(NozokiCli.ExitTimeout));
-        nozoki.AssertNoStackTrace();
+        using var nozoki = NozokiCli.OutToTheEnd(tracee);
         Assert.Equal(Lines("one", "two", "dup"), tracee.StdoutFileText());
         Assert.Equal(Lines("one", "dup"), nozoki.StdoutText()); // a dup of both counts as stdout
         Assert.Equal(Lines("two"), NozokiCli.MirroredStderr(nozoki.StderrText()));

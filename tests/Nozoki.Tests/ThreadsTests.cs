@@ -25,13 +25,7 @@ public sealed partial class ThreadsTests
         using var dir = new TempDir();
         using var tracee = Tracee.StartFixture("threads", ["--wait", $"{threads}", $"{lines}"], stdinPipe: true,
             stdoutPath: dir.File("out"), stderrPath: dir.File("err"));
-        using var nozoki = NozokiCli.Start(["out", $"{tracee.Pid}"]);
-        nozoki.WaitForAttached(tracee.Pid);
-        tracee.Release();
-
-        Assert.Equal(new ExitStatus(0, 0), tracee.WaitForExit());
-        Assert.Equal(0, nozoki.WaitForExit(NozokiCli.ExitTimeout));
-        nozoki.AssertNoStackTrace();
+        using var nozoki = NozokiCli.OutToTheEnd(tracee);
 
         var text = nozoki.StdoutText();
         Assert.EndsWith("\n", text, StringComparison.Ordinal);

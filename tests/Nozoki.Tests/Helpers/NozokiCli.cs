@@ -110,6 +110,21 @@ internal static partial class NozokiCli
         return (code, p.StdoutText(), p.StderrText());
     }
 
+    /// <summary>
+    /// `nozoki out PID [extra]` over a tracee started with --wait: attaches, releases it, and waits until both have
+    /// ended (the tracee with status 0, nozoki with 0 and no stack trace). The caller disposes the returned nozoki.
+    /// </summary>
+    public static ExternalProcess OutToTheEnd(Tracee tracee, params string[] extra)
+    {
+        var nozoki = Start(["out", .. extra, $"{tracee.Pid}"]);
+        nozoki.WaitForAttached(tracee.Pid);
+        tracee.Release();
+        Assert.Equal(new Nozoki.Tracing.ExitStatus(0, 0), tracee.WaitForExit());
+        Assert.Equal(0, nozoki.WaitForExit(ExitTimeout));
+        nozoki.AssertNoStackTrace();
+        return nozoki;
+    }
+
     [GeneratedRegex(@"^nozoki: attached to PID (\d+) \((\d+) threads?\)$")]
     public static partial Regex AttachedLine();
 
