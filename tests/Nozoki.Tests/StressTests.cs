@@ -46,11 +46,11 @@ public sealed partial class StressTests
         Assert.Equal(0, nozoki.WaitForExit(Exit));
         nozoki.AssertNoStackTrace();
 
-        var written = Lines_(File.ReadAllText(file));
+        var written = NonEmptyLines(File.ReadAllText(file));
         Assert.Equal(Lines, written.Count);
         var seen = command switch
         {
-            "out" => Lines_(nozoki.StdoutText()),
+            "out" => NonEmptyLines(nozoki.StdoutText()),
             "trace" => nozoki.StderrLines().Select(l => TraceWrite().Match(l)).Where(m => m.Success).Select(m => m.Groups[1].Value).ToList(),
             _ => UsdtOutput.Hits(nozoki.StdoutText()).Select(h => $"r{h.Args[0]} t{h.Args[1]}").ToList(),
         };
@@ -137,10 +137,10 @@ public sealed partial class StressTests
                 Ticker.AssertNotTraced(target.Pid);
                 if (command == "out")
                 {
-                    var lines = Lines_(cause == 3 ? Encoding.UTF8.GetString(mirrored.ToArray()) : nozoki.StdoutText());
+                    var lines = NonEmptyLines(cause == 3 ? Encoding.UTF8.GetString(mirrored.ToArray()) : nozoki.StdoutText());
                     if (cause == 3 && lines.Count > 0 && !mirrored.ToArray().AsSpan().EndsWith("\n"u8)) lines.RemoveAt(lines.Count - 1);
                     Assert.Equal(lines.Count, lines.Distinct().Count());
-                    var written = Lines_(File.ReadAllText(file)).ToHashSet();
+                    var written = NonEmptyLines(File.ReadAllText(file)).ToHashSet();
                     Assert.All(lines, l => Assert.Contains(l, written));
                 }
             }
@@ -194,7 +194,7 @@ public sealed partial class StressTests
         sh.Release();
         Assert.Equal(0, sh.WaitForExit().Code);
         Assert.Equal(0, nozoki.WaitForExit(Exit));
-        Assert.Equal(Enumerable.Range(0, Runs).Select(i => $"line {i}"), Lines_(nozoki.StdoutText()));
+        Assert.Equal(Enumerable.Range(0, Runs).Select(i => $"line {i}"), NonEmptyLines(nozoki.StdoutText()));
     }
 
     public static TheoryData<string, string> StormCases => new()
@@ -314,7 +314,7 @@ public sealed partial class StressTests
         return false;
     }
 
-    private static List<string> Lines_(string text) => [.. text.Split('\n', StringSplitOptions.RemoveEmptyEntries)];
+    private static List<string> NonEmptyLines(string text) => [.. text.Split('\n', StringSplitOptions.RemoveEmptyEntries)];
 
     private static void AssertSameLinesOnce(List<string> written, List<string> seen)
     {
