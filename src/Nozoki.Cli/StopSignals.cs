@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Nozoki.Native;
 
 namespace Nozoki.Cli;
 
@@ -21,6 +22,15 @@ internal sealed class StopSignals : IDisposable
     }
 
     public static StopSignals Install() => new();
+
+    /// <summary>The signal's number, to pass it on to a launched command with kill(2).</summary>
+    public static int Number(PosixSignal s) => s switch
+    {
+        PosixSignal.SIGINT => Signals.SIGINT,
+        PosixSignal.SIGTERM => Signals.SIGTERM,
+        PosixSignal.SIGHUP => Signals.SIGHUP,
+        _ => Signals.SIGQUIT,
+    };
 
     /// <summary>From now on each signal goes to handler; those that came before go to it now, in order.</summary>
     public void Then(Action<PosixSignal> handler)

@@ -196,12 +196,13 @@ internal static class TraceCommand
             LiveEntries = !o.Json && o.Output is null,
         });
 
+        // Ctrl-C, kill, a closed terminal: caught from before the attach (see StopSignals), acted on below.
+        using var stop = StopSignals.Install();
         var sessions = new List<TraceSession>();
         var gate = new Lock();
         var detach = false;
-        var forward = 0;
         // Detach every attached process, including one still being attached (a request that comes before its session
-        // exists is remembered): Ctrl-C and the like, or a trace that cannot be written any more.
+        // exists is remembered): a trace that cannot be written any more.
         void DetachAll()
         {
             lock (gate)
@@ -217,36 +218,8 @@ internal static class TraceCommand
             {
                 sessions.Add(session);
                 if (detach) session.RequestDetach();
-                if (forward != 0) Libc.kill(session.TargetPid, forward);
             }
         }
-
-        // Ctrl-C, kill, a closed terminal: detach and leave attached processes running (a launched command is
-        // killed with nozoki by PTRACE_O_EXITKILL, as strace does with the commands it starts). Registered before
-        // attaching, so that a signal right after the attach is not the runtime's default (nozoki's death).
-        using var registrations = new DisposableList(
-            [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT }
-                .Select(s => PosixSignalRegistration.Create(s, c =>
-                {
-                    c.Cancel = true;
-                    if (launched)
-                    {
-                        // A launched command keeps running under nozoki until it exits: the terminal's SIGINT reaches
-                        // it too; SIGTERM, SIGHUP and SIGQUIT sent to nozoki are passed on to it.
-                        if (s == PosixSignal.SIGINT) return;
-                        var signo = s == PosixSignal.SIGTERM ? Signals.SIGTERM : s == PosixSignal.SIGHUP ? Signals.SIGHUP : Signals.SIGQUIT;
-                        lock (gate)
-                        {
-                            if (sessions.Count > 0) Libc.kill(sessions[0].TargetPid, signo);
-                            else forward = signo;
-                        }
-
-                        return;
-                    }
-
-                    DetachAll();
-                    FdWriter.Abandon();
-                }))]);
 
         // The reader of the trace has gone, or writing it failed: an attached process is detached and left running; a
         // launched command runs on, untraced in effect, until it exits.
@@ -278,6 +251,21 @@ internal static class TraceCommand
             return Errors.Report(e);
         }
 
+        // Detach and leave attached processes running. A launched command keeps running under nozoki until it exits
+        // (killed with nozoki by PTRACE_O_EXITKILL, as strace does): the terminal's SIGINT reaches it too; SIGTERM,
+        // SIGHUP and SIGQUIT sent to nozoki are passed on to it.
+        stop.Then(s =>
+        {
+            if (launched)
+            {
+                if (s != PosixSignal.SIGINT) Libc.kill(sessions[0].TargetPid, StopSignals.Number(s));
+                return;
+            }
+
+            DetachAll();
+            FdWriter.Abandon();
+        });
+
         ExitStatus? exit = null;
         Exception? error = null;
         foreach (var s in sessions)
@@ -304,11 +292,4 @@ internal static class TraceCommand
         return (int)code;
     }
 
-    private sealed class DisposableList(IReadOnlyList<IDisposable> items) : IDisposable
-    {
-        public void Dispose()
-        {
-            foreach (var i in items) i.Dispose();
-        }
-    }
 }

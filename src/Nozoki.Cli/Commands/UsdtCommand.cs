@@ -127,7 +127,6 @@ internal static class UsdtCommand
         TraceSession? session = null;
         var gate = new Lock();
         var detach = false;
-        var forward = 0;
         void Detach()
         {
             lock (gate)
@@ -138,35 +137,28 @@ internal static class UsdtCommand
         }
 
         tracer.LimitReached = Detach;
-        // Registered before starting: a signal that comes while probes are being armed must not be the runtime's
+        // Caught from before the start: a signal that comes while probes are being armed must not be the runtime's
         // default (nozoki's death would leave breakpoints in the process); it is acted on once the session exists.
-        using var registrations = new Registrations(
-            [.. new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT }
-                .Select(s => PosixSignalRegistration.Create(s, c =>
-                {
-                    c.Cancel = true;
-                    if (!launched)
-                    {
-                        Detach();
-                        FdWriter.Abandon();
-                        return;
-                    }
-
-                    if (s == PosixSignal.SIGINT) return;
-                    var signo = s == PosixSignal.SIGTERM ? Signals.SIGTERM : s == PosixSignal.SIGHUP ? Signals.SIGHUP : Signals.SIGQUIT;
-                    lock (gate)
-                    {
-                        if (session is not null) Libc.kill(session.TargetPid, signo);
-                        else forward = signo;
-                    }
-                }))]);
+        using var stop = StopSignals.Install();
         var started = start();
         lock (gate)
         {
             session = started;
             if (detach) started.RequestDetach();
-            if (forward != 0) Libc.kill(started.TargetPid, forward);
         }
+
+        stop.Then(s =>
+        {
+            if (!launched)
+            {
+                Detach();
+                FdWriter.Abandon();
+            }
+            else if (s != PosixSignal.SIGINT)
+            {
+                Libc.kill(started.TargetPid, StopSignals.Number(s));
+            }
+        });
 
         var result = started.Completion.GetAwaiter().GetResult();
         FdWriter.ReportDropped();
@@ -177,11 +169,4 @@ internal static class UsdtCommand
         return tracer.AnyProbeMatched ? status.ShellStatus : -1;
     }
 
-    private sealed class Registrations(IReadOnlyList<IDisposable> items) : IDisposable
-    {
-        public void Dispose()
-        {
-            foreach (var i in items) i.Dispose();
-        }
-    }
 }
