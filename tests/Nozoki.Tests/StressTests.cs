@@ -254,6 +254,8 @@ public sealed partial class StressTests
         nozoki.WaitForAttached(yes.Pid);
         // nozoki mirrors each write of yes at its syscall exit, before yes goes on: once the pipe is full, nozoki's
         // ptrace thread waits in poll for room and yes waits in its tracing stop.
+        // The test's reader takes one chunk and then stops: until it has, the pipe may still drain once.
+        nozoki.WaitUntil(() => nozoki.StdoutCount > 0, Exit, "the reader's one chunk");
         var watch = Stopwatch.StartNew();
         while (!PtraceThreadPolls(nozoki.Pid) || ProcStatus.Get(yes.Pid).State != 't')
         {
