@@ -217,4 +217,21 @@ public sealed class TraceCommandTests
         Assert.Matches(@"(?m)^syscall_0x1f4\(0x3.*\) += -1 ENOSYS \(Function not implemented\)$", stderr);
         Assert.Contains("openat(", stderr, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// -yy names a socket from the traced process's own network namespace (/proc/PID/net), not nozoki's: a process
+    /// in a container (here `unshare -n`) has sockets nozoki's /proc/net does not list.
+    /// </summary>
+    [Fact]
+    public void Yy_describes_a_socket_of_another_network_namespace()
+    {
+        using var dir = new TempDir();
+        var name = $"nozoki-ns-{Guid.NewGuid():N}";
+        string script = $"import socket; s = socket.socket(socket.AF_UNIX); s.bind(b'\\0{name}'); s.getsockname()";
+        var (lines, code, stderr) = TraceRuns.Nozoki(dir, ["-yy", "-e", "trace=getsockname"], ["unshare", "-n", "python3", "-c", script]);
+        Assert.True(code == 0, stderr);
+        var calls = lines.Where(l => l.StartsWith("getsockname(", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(calls);
+        Assert.All(calls, call => Assert.Matches($"^getsockname\\(\\d+<UNIX:\\[\\d+,\"@{name}\"\\]>, ", call));
+    }
 }

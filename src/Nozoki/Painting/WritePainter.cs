@@ -1,4 +1,4 @@
-using Nozoki.Procfs;
+using Nozoki.Native;
 using Nozoki.Syscalls;
 using Nozoki.Tracing;
 
@@ -32,7 +32,7 @@ public sealed class WritePainter : ITraceObserver
     private ITraceControl? _control;
     private (int Pid, int Tid, int Fd)? _active;
 
-    private readonly Dictionary<int, string?> _ourTargets = [];
+    private readonly int _self = Environment.ProcessId;
 
     public WritePainter(IPaintSink sink, IEnumerable<int> fds)
     {
@@ -40,16 +40,15 @@ public sealed class WritePainter : ITraceObserver
         ArgumentNullException.ThrowIfNull(fds);
         _sink = sink;
         _fds = [.. fds.Distinct()];
-        foreach (var fd in _fds) _ourTargets[fd] = FdPaths.ReadOwn(fd);
     }
 
     /// <summary>
     /// Whether the command's fd still is the one it inherited from nozoki: the sequences go to nozoki's own fd, so a
     /// write redirected elsewhere (`2>file`, `2>&1 | less`) must not be bracketed. It also rules out a deadlock: a
-    /// painted write in flight never waits on a pipe that a held-back writer should drain.
+    /// painted write in flight never waits on a pipe that a held-back writer should drain. Compared by open file
+    /// description (kcmp), which allocates nothing per write, unlike reading and comparing the two /proc links.
     /// </summary>
-    private bool StillOurs(int pid, int fd) =>
-        _ourTargets.GetValueOrDefault(fd) is { } ours && FdPaths.Read(pid, fd) == ours;
+    private bool StillOurs(int pid, int fd) => Kcmp.SameFile(_self, fd, pid, fd) == 0;
 
     /// <summary>The seccomp filter that stops the command only at these writes.</summary>
     public SeccompFilter Filter() => new(WriteSyscalls.Select(nr => new SeccompRule(nr, _fds)));

@@ -6,6 +6,7 @@ namespace Nozoki.Syscalls;
 public sealed partial class SyscallDecoder
 {
     private static readonly (ulong, string)[] GetrandomFlagNames = [(1, "GRND_NONBLOCK"), (2, "GRND_RANDOM"), (4, "GRND_INSECURE")];
+    private static readonly (ulong, string)[] EpollFlagNames = [(0x80000, "EPOLL_CLOEXEC")];
 
     /// <summary>[{iov_base="...", iov_len=5}, ...]; for reads (total &gt;= 0) only the bytes the call returned.</summary>
     private void Iovecs(TextBuffer b, ulong address, long count, long total)

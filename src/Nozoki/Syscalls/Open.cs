@@ -34,6 +34,7 @@ public sealed partial class SyscallDecoder
     ];
 
     private static readonly (ulong, string)[] FdFlagNames = [(1, "FD_CLOEXEC")];
+    private static readonly (ulong, string)[] AccessModeNames = [(4, "R_OK"), (2, "W_OK"), (1, "X_OK")];
 
     private static readonly (ulong, string)[] SealNames =
         [(1, "F_SEAL_SEAL"), (2, "F_SEAL_SHRINK"), (4, "F_SEAL_GROW"), (8, "F_SEAL_WRITE"), (16, "F_SEAL_FUTURE_WRITE")];
@@ -94,7 +95,7 @@ public sealed partial class SyscallDecoder
             return;
         }
 
-        Flags(b, v, [(4, "R_OK"), (2, "W_OK"), (1, "X_OK")], "F_OK");
+        Flags(b, v, AccessModeNames, "F_OK");
     }
 
     private void AtFlags(TextBuffer b, ulong v)
@@ -209,7 +210,7 @@ public sealed partial class SyscallDecoder
         if (target is null) return;
         b.Append('<');
         if (_o.DecorateFds >= 2 && target.StartsWith("socket:[", StringComparison.Ordinal)
-            && ulong.TryParse(target.AsSpan(8, target.Length - 9), out var inode) && SocketInfo.Describe(inode) is { } sock)
+            && ulong.TryParse(target.AsSpan(8, target.Length - 9), out var inode) && SocketInfo.Describe(_pid, inode) is { } sock)
         {
             AppendUtf8(b, sock);
         }

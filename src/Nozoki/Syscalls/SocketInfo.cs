@@ -3,28 +3,32 @@ using System.Globalization;
 namespace Nozoki.Syscalls;
 
 /// <summary>
-/// -yy: a socket's protocol and addresses from /proc/net (TCP:[127.0.0.1:80->127.0.0.1:4242], UNIX:[1234,"/run/x"]).
-/// Read on demand (allocates; -yy is not the fast path). The tracee's network namespace is nozoki's here.
+/// -yy: a socket's protocol and addresses (TCP:[127.0.0.1:80->127.0.0.1:4242], UNIX:[1234,"/run/x"]) from
+/// /proc/PID/net, which shows the network namespace of the traced process: a process in a container has sockets
+/// nozoki's own /proc/net does not list. Read on demand (allocates; -yy is not the fast path).
 /// </summary>
 internal static class SocketInfo
 {
-    public static string? Describe(ulong inode)
+    private static readonly (string File, string Proto, bool V6)[] InetTables =
+        [("tcp", "TCP", false), ("tcp6", "TCPv6", true), ("udp", "UDP", false), ("udp6", "UDPv6", true)];
+
+    public static string? Describe(int pid, ulong inode)
     {
-        foreach (var (file, proto, v6) in new[] { ("tcp", "TCP", false), ("tcp6", "TCPv6", true), ("udp", "UDP", false), ("udp6", "UDPv6", true) })
+        foreach (var (file, proto, v6) in InetTables)
         {
-            if (FindInet($"/proc/net/{file}", inode, v6) is { } addr) return $"{proto}:[{addr}]";
+            if (FindInet($"/proc/{pid}/net/{file}", inode, v6) is { } addr) return $"{proto}:[{addr}]";
         }
 
         try
         {
-            foreach (var line in File.ReadLines("/proc/net/unix").Skip(1))
+            foreach (var line in File.ReadLines($"/proc/{pid}/net/unix").Skip(1))
             {
                 var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
                 if (f.Length >= 7 && f[6] == inode.ToString(CultureInfo.InvariantCulture))
                     return f.Length >= 8 ? $"UNIX:[{inode},\"{f[7]}\"]" : $"UNIX:[{inode}]";
             }
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
         }
 
@@ -45,7 +49,7 @@ internal static class SocketInfo
                     ? local : $"{local}->{remote}";
             }
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
         }
 

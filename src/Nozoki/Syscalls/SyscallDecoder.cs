@@ -273,7 +273,7 @@ public sealed partial class SyscallDecoder(DecodeOptions options)
             case ArgKind.RlimitResource: Enum(b, v, RlimitNames, "RLIMIT_???"); return 1;
             case ArgKind.Rlimit or ArgKind.OutRlimit: Rlimit(b, v); return 1;
             case ArgKind.FdFlags: Flags(b, v, OpenFlagNames, "0"); return 1;
-            case ArgKind.EpollFlags: Flags(b, v, [(0x80000, "EPOLL_CLOEXEC")], "0"); return 1;
+            case ArgKind.EpollFlags: Flags(b, v, EpollFlagNames, "0"); return 1;
             case ArgKind.SigFrame: SigFrame(b); return 1;
             case ArgKind.OutUtsname: Utsname(b, v); return 1;
             case ArgKind.OutSysinfo: Sysinfo(b, v); return 1;
