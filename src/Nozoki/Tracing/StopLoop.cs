@@ -771,9 +771,9 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         // After a successful execve the thread carries the thread group leader's id, whatever it had before.
         PtraceCalls.GetEventMsg(t.Tid, out var msg);
         var former = (int)msg;
+        var execingThread = former != t.Tgid && _tasks.ContainsKey(former) ? former : t.Tgid;
         if (former != t.Tgid && _tasks.Remove(former, out var execing))
         {
-            if (!_preExec) observer.OnThreadExited(t.Tgid, former);
             if (_tasks.TryGetValue(t.Tgid, out var leader))
             {
                 leader.InSyscall = execing.InSyscall;
@@ -792,7 +792,11 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         // completes: seized that early, the stage reports its own exec first. Only an exec after its SIGSTOP counts.
         if (_preExec && _stageStopSeen && t.Tgid == _targetPid) CommandStarted();
         // The stage's own exec (of nozoki) is no exec of the command's: observers must not arm a .NET runtime.
-        if (!_preExec) observer.OnExec(t.Tgid, t.Tgid);
+        if (_preExec) return;
+        // The thread that called execve, by its former id: observers hand its open call over to the leader's id
+        // (strace shows it resumed there, "= 0"). Under its former id it is gone.
+        observer.OnExec(t.Tgid, execingThread);
+        if (execingThread != t.Tgid) observer.OnThreadExited(t.Tgid, execingThread);
     }
 
     /// <summary>Events of this task are the command's: after its exec, or its execve call itself (whose exit may fail).</summary>
