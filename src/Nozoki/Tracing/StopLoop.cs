@@ -289,7 +289,8 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
                 SignalDeliveryStop(t, sig);
                 return;
             case Ptrace.EVENT_STOP:
-                if (first && !t.SeenByParent)
+                // A thread present at attach is no newborn: its first stop answers our PTRACE_INTERRUPT.
+                if (first && !t.Initial && !t.SeenByParent)
                 {
                     // Born, but its parent's clone/fork event is still to come: the observer must see it (OnNewTask)
                     // before it runs a single instruction, so it stays stopped until then.
