@@ -216,4 +216,54 @@ public sealed partial class TraceVsStraceTests
         Assert.Single(actual);
         Assert.True(expected[0].SequenceEqual(actual[0]), TraceRuns.FirstDifference(expected[0], actual[0]));
     }
+
+    /// <summary>
+    /// execve from a thread that is not the leader: the kernel gives that thread the leader's id and ends the others
+    /// (the old leader too, inside its pause). strace shows the execve resumed under the leader's id with "= 0" and
+    /// the old leader's pause "= ?"; the execve line must not be cut off nor a second execve appear.
+    /// </summary>
+    [Fact]
+    public void Execve_from_a_second_thread_matches_strace()
+    {
+        using var dir = new TempDir();
+        string[] argv = [Fixtures.Get("execthread"), "/bin/true"];
+        var expected = ExecSummary(TraceRuns.Strace(dir, ["-f"], argv));
+        var (lines, code, stderr) = TraceRuns.Nozoki(dir, ["-f"], argv);
+        Assert.True(code == 0, $"nozoki trace exited {code}: {stderr}");
+        var actual = ExecSummary(lines);
+        Assert.Contains("execve(\"/bin/true\", [\"/bin/true\"] ... = 0", expected);
+        Assert.True(expected.SequenceEqual(actual),
+            $"strace:\n{string.Join('\n', expected)}\nnozoki:\n{string.Join('\n', actual)}\nnozoki output:\n{string.Join('\n', lines)}");
+    }
+
+    /// <summary>The execve and pause calls of a run, joined with their resumption (by name: the id changes), as "call ... = ret".</summary>
+    private static List<string> ExecSummary(IEnumerable<string> lines)
+    {
+        var result = new List<string>();
+        var open = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var raw in lines)
+        {
+            var body = ExecBody().Match(raw).Groups["body"].Value;
+            Match m;
+            if ((m = ExecUnfinished().Match(body)).Success) open[m.Groups["name"].Value] = m.Groups["head"].Value;
+            else if ((m = ExecResumed().Match(body)).Success)
+                result.Add($"{open.GetValueOrDefault(m.Groups["name"].Value, m.Groups["name"].Value + "(?")} ... = {m.Groups["ret"].Value}");
+            else if ((m = ExecComplete().Match(body)).Success)
+                result.Add($"{m.Groups["head"].Value} ... = {m.Groups["ret"].Value}");
+        }
+
+        return result;
+    }
+
+    [GeneratedRegex(@"^(?:\d+ +|\[pid +\d+\] )?(?<body>.*)$")]
+    private static partial Regex ExecBody();
+
+    [GeneratedRegex(@"^(?<head>(?<name>execve|pause)\((?:""[^""]*"", \[[^\]]*\])?).* <unfinished \.\.\.>$")]
+    private static partial Regex ExecUnfinished();
+
+    [GeneratedRegex(@"^<\.\.\. (?<name>execve|pause) resumed>.*\) += (?<ret>\S+)")]
+    private static partial Regex ExecResumed();
+
+    [GeneratedRegex(@"^(?<head>(?:execve|pause)\((?:""[^""]*"", \[[^\]]*\])?).*\) += (?<ret>\S+)")]
+    private static partial Regex ExecComplete();
 }

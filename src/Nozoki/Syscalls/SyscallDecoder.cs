@@ -96,6 +96,19 @@ public sealed partial class SyscallDecoder(DecodeOptions options)
         AppendReturn(b, ref layout, lineStart);
     }
 
+    /// <summary>
+    /// A thread gone mid-call: ") = ?". Its call, not necessarily the last one entered (another thread may have
+    /// entered a call since), is what the rest of the arguments are decoded for.
+    /// </summary>
+    public void ExitUnknown(TextBuffer b, ref CallLayout layout, int lineStart, int pid, int tid, long nr, in SyscallArgs args, int next)
+    {
+        _pid = pid;
+        _tid = tid;
+        _nr = nr;
+        _a = args;
+        ExitUnknown(b, ref layout, lineStart, next);
+    }
+
     /// <summary>For a call that never returns (exit_group, or a thread gone mid-call): ") = ?".</summary>
     public void ExitUnknown(TextBuffer b, ref CallLayout layout, int lineStart, int next)
     {

@@ -329,7 +329,10 @@ public sealed class SyscallTracer : ITraceObserver
 
             if (tid != pid && _tasks.Remove(tid, out var execing))
             {
+                // The old leader vanished inside whatever call it was in: strace shows that call "= ?".
                 var leader = Task(pid, pid);
+                if (Split) CutOpenLine(except: execing);
+                Finish(leader, TraceClock.Now());
                 leader.Active = execing.Active;
                 leader.Nr = execing.Nr;
                 leader.Args = execing.Args;
@@ -368,7 +371,7 @@ public sealed class SyscallTracer : ITraceObserver
         if (t.Active && _o.Print)
         {
             var cut = Split && t.CutAt >= 0;
-            _decoder.ExitUnknown(t.Text, ref t.Layout, 0, t.Next);
+            _decoder.ExitUnknown(t.Text, ref t.Layout, 0, t.Pid, t.Tid, t.Nr, t.Args, t.Next);
             Emit(t, cut ? SyscallPhase.Resumed : SyscallPhase.Complete, returned: false, 0, 0, now);
         }
 

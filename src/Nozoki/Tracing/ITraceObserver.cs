@@ -31,7 +31,11 @@ public interface ITraceObserver
     /// </summary>
     void OnNewTask(int parentTid, int newTid, int newPid, bool isProcess) { }
 
-    /// <summary>A process replaced its program (execve); its memory map is new.</summary>
+    /// <summary>
+    /// A process replaced its program (execve); its memory map is new. TID is the thread that called execve, by its id
+    /// before the call: when that was not the leader, it now carries PID (every other thread, the old leader included,
+    /// is gone) and <see cref="OnThreadExited"/> for TID follows.
+    /// </summary>
     void OnExec(int pid, int tid) { }
 
     /// <summary>A traced thread is gone (exited, killed, or replaced by its process's execve).</summary>

@@ -1,101 +1,19 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
+using Nozoki.Arch;
 using Nozoki.Native;
 using Nozoki.Procfs;
 
 namespace Nozoki.Tracing;
 
 /// <summary>
-/// The ptrace stop loop. Every method runs on the session's dedicated thread. The hot path (a syscall stop) does one
-/// waitpid, one PTRACE_GET_SYSCALL_INFO and one resume, and allocates nothing: a GC pause here would leave every
-/// tracee stopped.
+/// The ptrace stop loop: waits for stops and dispatches each to the observer, then resumes the task through
+/// <see cref="Resume"/>, the one place that decides whether a task goes on and how. Every method runs on the
+/// session's dedicated thread. The hot path (a syscall stop) does one waitpid, one PTRACE_GET_SYSCALL_INFO and one
+/// resume, and allocates nothing: a GC pause here would leave every tracee stopped. Attach and launch are in
+/// StopLoop.Attach.cs, the detach in StopLoop.Detach.cs.
 /// </summary>
-internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver observer, Func<bool> detachRequested) : ITraceControl
+internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObserver observer, Func<bool> detachRequested) : ITraceControl
 {
-    private sealed class TaskState(int tid, int tgid)
-    {
-        public int Tid = tid;
-        public readonly int Tgid = tgid;
-        public bool Started;            // has reported its first stop
-        public bool Initial;            // present at attach (counts towards OnAttached)
-        public bool InSyscall;          // between a syscall-enter (or seccomp) stop and its exit stop
-        public long Nr;
-        public SyscallArgs Args;
-        public bool Held;               // stopped and kept stopped, for detach
-        public int PendingSignal;       // to re-inject at detach
-        public bool DetachWhenStarted;  // a new process we do not follow
-        public bool Parked;             // kept stopped at the observer's request (ITraceControl.Park)
-        public bool SeenByParent;       // its parent's clone/fork event has been handled
-        public bool AwaitingParent;     // reported its first stop before its parent's event: kept stopped (parked) until then
-        public bool HeldForObserver;    // parked because its process is held (ITraceControl.Hold)
-        public bool Suspended;          // a resume was skipped because it was parked: Release resumes it
-        public int SuspendedSignal;     // the signal that resume would have delivered
-    }
-
-    public void Park(int tid)
-    {
-        if (_tasks.TryGetValue(tid, out var t)) t.Parked = true;
-    }
-
-    public bool Release(int tid)
-    {
-        if (!_tasks.TryGetValue(tid, out var t) || !t.Parked) return false;
-        Unpark(t);
-        return true;
-    }
-
-    /// <summary>Lets a parked task go on: resumes it as the skipped resume would have (with its signal), if one was skipped.</summary>
-    private void Unpark(TaskState t)
-    {
-        t.Parked = false;
-        if (!t.Suspended || t.Held) return;
-        t.Suspended = false;
-        var sig = t.SuspendedSignal;
-        t.SuspendedSignal = 0;
-        Resume(t, sig, holding: false);
-    }
-
-    // ITraceControl.Hold: requests from any thread, carried out by the ptrace thread (woken for them).
-    private readonly System.Collections.Concurrent.ConcurrentQueue<(int Pid, bool Hold)> _holdRequests = new();
-    private readonly HashSet<int> _heldProcesses = [];
-
-    public void Hold(int pid, bool hold)
-    {
-        _holdRequests.Enqueue((pid, hold));
-        if (Libc.gettid() != _selfTid) Wake();
-    }
-
-    /// <summary>Stops (interrupts and parks) or lets go every thread of the processes asked for.</summary>
-    private void ProcessHoldRequests()
-    {
-        while (_holdRequests.TryDequeue(out var r))
-        {
-            if (r.Hold)
-            {
-                if (!_heldProcesses.Add(r.Pid)) continue;
-                foreach (var t in _tasks.Values)
-                {
-                    if (t.Tgid != r.Pid || t.HeldForObserver) continue;
-                    t.HeldForObserver = true;
-                    if (t.Parked) continue;
-                    t.Parked = true;
-                    Interrupt(t.Tid);
-                }
-            }
-            else
-            {
-                if (!_heldProcesses.Remove(r.Pid)) continue;
-                foreach (var t in _tasks.Values.Where(x => x.Tgid == r.Pid && x.HeldForObserver).ToList())
-                {
-                    t.HeldForObserver = false;
-                    if (!t.AwaitingParent) Unpark(t);
-                }
-            }
-        }
-    }
-
-    private const long NrExecve = 59, NrExecveat = 322;
-
     private readonly Dictionary<int, TaskState> _tasks = [];
 
     // Tasks that exited before their parent's clone/fork event was handled (a vfork child can be born, run and
@@ -108,191 +26,78 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     private readonly int _selfTid = Libc.gettid();
     private readonly CpuFollower? _cpu = options.FollowTraceeCpu ? CpuFollower.TryCreate() : null;
     private readonly long _spinTicks = options.SpinMicroseconds * Stopwatch.Frequency / 1_000_000;
-    private int _initialPending;
-    private bool _attachReported;
-    private int _initialThreads;
-    private int _targetPid;
+    private readonly Waker _waker = new();
+    private readonly HoldRequests _holdRequests = new();
 
-    // Launch: events of the stage (before it execs the command) are not the command's and are not reported.
-    private bool _preExec;
-    private bool _stageStopSeen;
-    private bool _execShown;            // the stage's execve of the command has been reported at its entry: its exit is too
-    private bool _commandAttached;      // OnAttached has been called for the command
-    private TaskCompletionSource? _commandStarted;
+    // While detaching, every stop is kept (HoldReasons.Detach) instead of resumed.
+    private bool _detaching;
 
-    /// <summary>How the launch stage ended when it ended before its execve of the command succeeded (see LaunchStage.Failure).</summary>
-    public ExitStatus? StageExit { get; private set; }
-
-    /// <summary>Whether the launch stage got as far as its SIGSTOP (the tracer was in control from there).</summary>
-    public bool StageStopped => _stageStopSeen;
+    // The first ptrace request that failed other than with ESRCH: the session ends and reports it.
+    private long _failedRequest;
+    private int _failedTid;
+    private int _failedErrno;
 
     public ExitStatus? TargetExit { get; private set; }
 
-    /// <summary>The waker: a child of this thread that does nothing until killed; its death ends a blocking wait.</summary>
-    private int _wakerPid;
-    private int _wakerPidfd = -1;
-    private int _wakerPipe = -1;
-    private readonly Lock _wakerLock = new();
-
-    /// <summary>
-    /// Starts the waker. The ptrace thread sleeps in waitpid, which only a state change of one of its children or
-    /// tracees ends. A signal would not do: the runtime installs its handlers with SA_RESTART, so waitpid would just
-    /// restart. Killing this child (see <see cref="Wake"/>) ends the wait reliably, and unlike a signal it cannot be
-    /// lost between a check and the wait. It reads a pipe only nozoki holds, so it also ends if nozoki dies.
-    /// </summary>
-    public void StartWaker()
+    public void Park(int tid)
     {
-        var path = ChildProcess.ResolvePath("cat");
-        if (path is null) return;
-        var (read, write) = Pipes.Create();
-        using var devnull = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Write);
-        var fd = (int)devnull.DangerousGetHandle();
-        try
+        if (_tasks.TryGetValue(tid, out var t)) t.Holds |= HoldReasons.ObserverPark;
+    }
+
+    public bool Release(int tid)
+    {
+        if (!_tasks.TryGetValue(tid, out var t) || (t.Holds & HoldReasons.ObserverPark) == 0) return false;
+        Unhold(t, HoldReasons.ObserverPark);
+        return true;
+    }
+
+    public void Hold(int pid, bool hold)
+    {
+        _holdRequests.Add(pid, hold);
+        if (Libc.gettid() != _selfTid) _waker.Wake();
+    }
+
+    /// <summary>Stops (interrupts and keeps) or lets go every thread of the processes asked for.</summary>
+    private void ProcessHoldRequests()
+    {
+        while (_holdRequests.TryTake(out var p, out var hold))
         {
-            lock (_wakerLock)
+            foreach (var t in _tasks.Values)
             {
-                _wakerPid = PosixSpawn.Spawn(path, [path], [], read, fd, fd, "/");
-                _wakerPidfd = Libc.pidfd_open(_wakerPid);
-                _wakerPipe = write;
+                if (t.Tgid != p) continue;
+                if (hold)
+                {
+                    if ((t.Holds & HoldReasons.ProcessHold) != 0) continue;
+                    // A task in a stop is kept there; one that runs (or listens in a group-stop) is kept at the
+                    // stop its interrupt brings.
+                    var inStop = t.IsStopped;
+                    t.Holds |= HoldReasons.ProcessHold;
+                    if (!inStop) Interrupt(t);
+                }
+                else if ((t.Holds & HoldReasons.ProcessHold) != 0)
+                {
+                    Unhold(t, HoldReasons.ProcessHold);
+                }
             }
-        }
-        catch (IOException)
-        {
-            // Without a waker a detach request is seen at the tracee's next stop.
-            Libc.close(write);
-        }
-        finally
-        {
-            Libc.close(read);
         }
     }
 
     /// <summary>Ends the ptrace thread's wait. Any thread.</summary>
-    public void Wake()
-    {
-        // Through a pidfd: the waker may have been reaped (it dies on every wake) and its PID reused meanwhile.
-        lock (_wakerLock)
-        {
-            if (_wakerPidfd >= 0) Libc.pidfd_send_signal(_wakerPidfd, Signals.SIGKILL);
-            else if (_wakerPid > 0) Libc.kill(_wakerPid, Signals.SIGKILL);
-        }
-    }
+    public void Wake() => _waker.Wake();
+
+    public void StartWaker() => _waker.Start();
+
+    public void StopWaker() => _waker.Stop();
 
     /// <summary>The waker died (it was woken): a new one, so that the next request can wake this thread too.</summary>
     private void RestartWaker()
     {
-        lock (_wakerLock)
-        {
-            if (_wakerPidfd >= 0) Libc.close(_wakerPidfd);
-            if (_wakerPipe >= 0) Libc.close(_wakerPipe);
-            _wakerPid = 0;
-            _wakerPidfd = -1;
-            _wakerPipe = -1;
-        }
-
+        _waker.Reaped();
         // What woke us first (starting a process takes a while), then the new waker, then what came meanwhile.
         ProcessHoldRequests();
-        if (!detachRequested()) StartWaker();
+        if (!detachRequested()) _waker.Start();
         ProcessHoldRequests();
     }
-
-    /// <summary>Stops and reaps the waker.</summary>
-    public void StopWaker()
-    {
-        lock (_wakerLock)
-        {
-            if (_wakerPid <= 0) return;
-            Libc.kill(_wakerPid, Signals.SIGKILL);
-            PosixSpawn.WaitPid(_wakerPid, Wait.WALL, out _);
-            Libc.close(_wakerPipe);
-            if (_wakerPidfd >= 0) Libc.close(_wakerPidfd);
-            _wakerPid = 0;
-            _wakerPidfd = -1;
-            _wakerPipe = -1;
-        }
-    }
-
-    private int PtraceOptions => Ptrace.O_TRACESYSGOOD | Ptrace.O_TRACECLONE | Ptrace.O_TRACEEXEC
-        | (_followForks || options.InterceptChildren ? Ptrace.O_TRACEFORK | Ptrace.O_TRACEVFORK : 0)
-        | (_seccomp ? Ptrace.O_TRACESECCOMP : 0);
-
-    /// <summary>PTRACE_SEIZE every thread of the process, re-scanning /proc/PID/task until no new thread appears, then PTRACE_INTERRUPT each.</summary>
-    public void AttachAll()
-    {
-        _targetPid = pid;
-        var first = true;
-        while (true)
-        {
-            var added = 0;
-            foreach (var tid in ProcessInfo.ReadThreadIds(pid))
-            {
-                if (_tasks.ContainsKey(tid)) continue;
-                if (Seize(tid, first)) added++;
-                first = false;
-            }
-
-            if (first) throw new ProcessNotFoundException(pid);
-            if (added == 0) break;
-        }
-
-        foreach (var t in _tasks.Values)
-        {
-            if (t.Initial) Interrupt(t.Tid);
-        }
-
-        _initialThreads = _initialPending;
-    }
-
-    /// <summary>Starts the launch stage and seizes it; returns its PID, which the command keeps after execve.</summary>
-    public int LaunchStage(IReadOnlyList<string> stageArgv)
-    {
-        var child = PosixSpawn.Spawn(stageArgv[0], stageArgv, env: null, 0, 1, 2, null);
-        // EXITKILL: a launched command must not outlive nozoki with a seccomp filter and no tracer.
-        if (Libc.ptrace(Ptrace.SEIZE, child, 0, PtraceOptions | Ptrace.O_EXITKILL) != 0)
-        {
-            var errno = Marshal.GetLastPInvokeError();
-            Libc.kill(child, Signals.SIGKILL);
-            PosixSpawn.WaitPid(child, 0, out _);
-            throw new TraceException($"cannot trace the command: PTRACE_SEIZE failed: {Libc.StrError(errno)}");
-        }
-
-        _targetPid = child;
-        _tasks[child] = new TaskState(child, child) { Started = true, SeenByParent = true };
-        _preExec = true;
-        _attachReported = true;
-        return child;
-    }
-
-    private bool Seize(int tid, bool isFirst)
-    {
-        if (Libc.ptrace(Ptrace.SEIZE, tid, 0, PtraceOptions) == 0)
-        {
-            _tasks[tid] = new TaskState(tid, pid) { Initial = true };
-            _initialPending++;
-            return true;
-        }
-
-        var errno = Marshal.GetLastPInvokeError();
-        if (errno == Errno.ESRCH)
-        {
-            if (isFirst) throw new ProcessNotFoundException(pid);
-            return false; // the thread exited meanwhile
-        }
-
-        if (!isFirst && errno == Errno.EPERM && (ProcessInfo.TryRead(tid)?.TracerPid is null or 0 || TracedByUs(tid)))
-        {
-            // Born during attach and attached automatically (PTRACE_O_TRACECLONE): its first stop is on its way.
-            // Or gone already: such a thread answers EPERM, not ESRCH, while it is a zombie that is ours to reap.
-            return false;
-        }
-
-        if (errno == Errno.EPERM) throw new TracePermissionException(pid, TraceSession.ExplainPermission(pid));
-        throw new TraceException($"PTRACE_SEIZE of thread {tid} failed: {Libc.StrError(errno)}");
-    }
-
-    private bool TracedByUs(int tid) => ProcessInfo.TryRead(tid)?.TracerPid == _selfTid;
-
-    private static void Interrupt(int tid) => Libc.ptrace(Ptrace.INTERRUPT, tid, 0, 0);
 
     /// <summary>Runs until every traced task is gone or a detach is requested.</summary>
     public TraceResult Run(TaskCompletionSource attached)
@@ -314,11 +119,12 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
                 throw new TraceException($"waitpid failed: {Libc.StrError(-tid)}");
             }
 
-            if (tid == _wakerPid && !Wait.IfStopped(status))
+            if (tid == _waker.Pid && !Wait.IfStopped(status))
                 RestartWaker();
             else
-                HandleStop(tid, status, holding: false);
+                HandleStop(tid, status);
             if (!_holdRequests.IsEmpty) ProcessHoldRequests();
+            if (_failedRequest != 0) ThrowFailure();
             if (!_attachReported && _initialPending == 0)
             {
                 _attachReported = true;
@@ -329,6 +135,35 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
 
         return new TraceResult(TraceEndReason.TargetExited, TargetExit, null);
     }
+
+    /// <summary>A ptrace request that was refused: the session ends (detaching the rest) and reports why.</summary>
+    private void ThrowFailure()
+    {
+        var (request, tid, errno) = (_failedRequest, _failedTid, _failedErrno);
+        _failedRequest = 0;
+        throw new TraceException($"{PtraceResult.RequestName(request)} of thread {tid} failed: {Libc.StrError(errno)}");
+    }
+
+    /// <summary>
+    /// Takes in the result of a request on T: ESRCH means T is gone (its death, if still to come, is reaped as a
+    /// stranger's); another error is kept for the session to report.
+    /// </summary>
+    private void Check(PtraceResult r, long request, TaskState t)
+    {
+        if (r.Done) return;
+        if (r.Gone)
+        {
+            t.Phase = TaskPhase.Gone;
+            return;
+        }
+
+        if (_failedRequest != 0) return;
+        _failedRequest = request;
+        _failedTid = t.Tid;
+        _failedErrno = r.Errno;
+    }
+
+    private void Interrupt(TaskState t) => Check(PtraceResult.Request(Ptrace.INTERRUPT, t.Tid, 0), Ptrace.INTERRUPT, t);
 
     /// <summary>
     /// waitpid(-1, __WALL), polled for a few microseconds before blocking. A tracee that was just resumed usually
@@ -364,152 +199,47 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     private int _waitsSinceSpin;
 
     /// <summary>
-    /// Interrupts every running task, lets each report a stop (finishing any syscall exit it was in), and detaches
-    /// them all, re-injecting any signal that was about to be delivered. A group-stopped process stays stopped.
+    /// The one place that decides whether and how a stopped task goes on. The stop is consumed with the resume asked
+    /// (its signal included), unless something holds the task: then that resume waits in <see cref="TaskState.Pending"/>
+    /// and <see cref="Unhold"/> carries it out when the last hold is gone. A group-stopped task is let listen even
+    /// when an observer holds it: it stays stopped all the same, and must still report its SIGCONT.
     /// </summary>
-    public void DetachAll()
+    private void Resume(TaskState t, ResumeKind kind, int sig)
     {
-        if (_current is { } stopped && _tasks.ContainsKey(stopped.Tid))
-        {
-            stopped.Held = true;
-            if (_currentSignal != 0) stopped.PendingSignal = _currentSignal;
-        }
-
-        _current = null;
-        foreach (var t in _tasks.Values)
-        {
-            // A parked thread is in a ptrace stop already (or its interrupt is on the way): held as it is.
-            if (t.Parked && t.Suspended)
-            {
-                t.Held = true;
-                if (t.PendingSignal == 0) t.PendingSignal = t.SuspendedSignal;
-            }
-            else if (t.Parked && !t.AwaitingParent)
-            {
-                // Parked while running (a held process): its interrupt stop is still to come.
-                t.Parked = false;
-            }
-            else if (t.Parked)
-            {
-                t.Held = true;
-            }
-            else if (!t.Held) Interrupt(t.Tid);
-        }
-
-        while (AnyRunning())
-        {
-            var tid = PosixSpawn.WaitPid(-1, Wait.Tracees, out var status);
-            if (tid < 0)
-            {
-                if (-tid == Errno.ECHILD)
-                {
-                    _tasks.Clear();
-                    break;
-                }
-
-                throw new TraceException($"waitpid failed while detaching: {Libc.StrError(-tid)}");
-            }
-
-            HandleStopWhileDetaching(tid, status);
-        }
-
-        DeliverPendingTraps();
-        var pids = new HashSet<int>();
-        foreach (var t in _tasks.Values) pids.Add(t.Tgid);
-        foreach (var p in pids) Guard(() => observer.OnDetaching(p));
-        foreach (var t in _tasks.Values) Libc.ptrace(Ptrace.DETACH, t.Tid, 0, t.PendingSignal);
-        _tasks.Clear();
-        foreach (var p in pids) Guard(() => observer.OnDetached(p));
+        if (_detaching) t.Holds |= HoldReasons.Detach;
+        t.Pending = new PendingResume(kind, sig);
+        var holds = kind == ResumeKind.Listen ? t.Holds & (HoldReasons.Detach | HoldReasons.AwaitingParent) : t.Holds;
+        if (holds == HoldReasons.None) CarryOut(t);
     }
 
-    /// <summary>
-    /// While detaching, an observer that throws (it may be what ended the session) must not stop the detach: every
-    /// thread still has to be let go. Its exception is dropped; the session reports the first one.
-    /// </summary>
-    private void HandleStopWhileDetaching(int tid, int status)
-    {
-        try
-        {
-            HandleStop(tid, status, holding: true);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            if (_current is { } stopped && _tasks.ContainsKey(stopped.Tid))
-            {
-                stopped.Held = true;
-                if (_currentSignal != 0) stopped.PendingSignal = _currentSignal;
-            }
+    /// <summary>Resume with the session's way of running: PTRACE_SYSCALL for syscall stops (and between a seccomp stop and its syscall's exit), else PTRACE_CONT.</summary>
+    private void Resume(TaskState t, int sig) => Resume(t, t.InSyscall || _syscallStops ? ResumeKind.Syscall : ResumeKind.Continue, sig);
 
-            _current = null;
-            _currentSignal = 0;
-        }
+    /// <summary>Takes a hold away; when it was the last and the task is in a stop, the resume that waited is carried out.</summary>
+    private void Unhold(TaskState t, HoldReasons reason)
+    {
+        t.Holds &= ~reason;
+        if (t.Holds == HoldReasons.None && t.IsStopped) CarryOut(t);
     }
 
-    private static void Guard(Action action)
+    private void CarryOut(TaskState t)
     {
-        try
-        {
-            action();
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-        }
+        if (!TaskStop.Of(t, out var stop)) return;
+        var how = t.Pending;
+        t.Pending = default;
+        // ESRCH: killed while stopped; its death comes next and is handled then.
+        var r = stop.Resume(how);
+        if (!r.Gone) Check(r, how.Kind == ResumeKind.Listen ? Ptrace.LISTEN : how.Kind == ResumeKind.Syscall ? Ptrace.SYSCALL : Ptrace.CONT, t);
     }
 
-    /// <summary>
-    /// A thread can execute an int3 just as it is interrupted: its interrupt stop is reported first and the SIGTRAP
-    /// stays pending. Detached like that, it would die of SIGTRAP after the breakpoint is gone. So each held thread
-    /// with a SIGTRAP pending is let run once more, to report it while still traced (the observer handles it).
-    /// </summary>
-    private void DeliverPendingTraps()
+    private void Detach(TaskState t, int sig)
     {
-        for (var round = 0; round < 8; round++)
-        {
-            var resumed = 0;
-            foreach (var t in _tasks.Values)
-            {
-                if (t.Held && t.PendingSignal == 0 && ProcessInfo.HasPendingSignal(t.Tgid, t.Tid, Signals.SIGTRAP))
-                {
-                    t.Held = false;
-                    Libc.ptrace(Ptrace.CONT, t.Tid, 0, 0);
-                    resumed++;
-                }
-            }
-
-            if (resumed == 0) return;
-            while (AnyRunning())
-            {
-                var tid = PosixSpawn.WaitPid(-1, Wait.Tracees, out var status);
-                if (tid < 0) return;
-                HandleStopWhileDetaching(tid, status);
-            }
-        }
+        if (!TaskStop.Of(t, out var stop)) return;
+        Check(stop.Detach(sig), Ptrace.DETACH, t);
+        _tasks.Remove(t.Tid);
     }
 
-    private bool AnyRunning()
-    {
-        foreach (var t in _tasks.Values)
-        {
-            if (!t.Held) return true;
-        }
-
-        return false;
-    }
-
-    // The task whose stop is being handled, until it has been resumed or held: if an observer throws meanwhile, it is
-    // stopped without anything to report any more, so DetachAll must take it as held (with its signal) rather than
-    // wait for a stop that will not come.
-    private TaskState? _current;
-    private int _currentSignal;
-
-    private void HandleStop(int tid, int status, bool holding)
-    {
-        HandleStopCore(tid, status, holding);
-        _current = null;
-        _currentSignal = 0;
-    }
-
-    private void HandleStopCore(int tid, int status, bool holding)
+    private void HandleStop(int tid, int status)
     {
         if (!_tasks.TryGetValue(tid, out var t))
         {
@@ -517,7 +247,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             {
                 // A task that died before its first stop and before its parent's clone/fork event was handled (or the
                 // waker): that late event must not bring it back.
-                if (tid != _wakerPid) _goneEarly.Add(tid);
+                if (tid != _waker.Pid) _goneEarly.Add(tid);
                 return;
             }
 
@@ -531,12 +261,16 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             return;
         }
 
-        _current = t;
-        if (t.Initial && !t.Started)
+        var first = !t.Started;
+        t.Started = true;
+        // In a stop from here until resumed: if an observer throws meanwhile, DetachAll finds it stopped, with the
+        // signal it was about to get in Pending.
+        t.Phase = TaskPhase.Stopped;
+        t.Pending = default;
+        if (t.Initial && first)
         {
             // PTRACE_INTERRUPT is answered by the next ptrace stop of any kind: a thread that was cloning or in a
             // syscall when we attached reports that event or syscall stop, and no PTRACE_EVENT_STOP follows.
-            t.Started = true;
             _initialPending--;
         }
 
@@ -545,76 +279,61 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         if (sig == (Signals.SIGTRAP | 0x80))
         {
             SyscallStop(t, seccomp: false);
-            Resume(t, 0, holding);
+            Resume(t, 0);
             return;
         }
 
         switch (evt)
         {
             case 0:
-                SignalDeliveryStop(t, sig, holding);
+                SignalDeliveryStop(t, sig);
                 return;
             case Ptrace.EVENT_STOP:
-                var first = !t.Started;
-                t.Started = true;
-                if (first && !t.SeenByParent)
+                // A thread present at attach is no newborn: its first stop answers our PTRACE_INTERRUPT.
+                if (first && !t.Initial && !t.SeenByParent)
                 {
                     // Born, but its parent's clone/fork event is still to come: the observer must see it (OnNewTask)
                     // before it runs a single instruction, so it stays stopped until then.
-                    t.AwaitingParent = true;
+                    t.Holds |= HoldReasons.AwaitingParent;
                     _awaitingParent++;
-                    t.Parked = true;
-                    if (holding) t.Held = true;
+                    Resume(t, 0);
                     return;
                 }
 
                 if (first && t.DetachWhenStarted)
                 {
-                    Libc.ptrace(Ptrace.DETACH, tid, 0, 0);
-                    _tasks.Remove(tid);
+                    Detach(t, 0);
                     return;
                 }
 
-                if (holding)
-                {
-                    t.Held = true;
-                }
-                else if (Signals.IsStopSignal(sig))
-                {
-                    // Group-stop: stay stopped (kill -CONT resumes it) but keep reporting events.
-                    Libc.ptrace(Ptrace.LISTEN, tid, 0, 0);
-                }
-                else
-                {
-                    Resume(t, 0, holding: false);
-                }
-
+                // Group-stop: stay stopped (kill -CONT resumes it) but keep reporting events.
+                if (Signals.IsStopSignal(sig)) Resume(t, ResumeKind.Listen, 0);
+                else Resume(t, 0);
                 return;
             case Ptrace.EVENT_SECCOMP:
                 SyscallStop(t, seccomp: true);
-                Resume(t, 0, holding);
+                Resume(t, 0);
                 return;
             case Ptrace.EVENT_CLONE or Ptrace.EVENT_FORK or Ptrace.EVENT_VFORK:
                 NewChild(t, evt);
-                Resume(t, 0, holding);
+                Resume(t, 0);
                 return;
             case Ptrace.EVENT_EXEC:
-                Exec(t);
-                Resume(_tasks[t.Tgid], 0, holding);
+                Resume(Exec(t), 0);
                 return;
             default:
-                Resume(t, 0, holding);
+                Resume(t, 0);
                 return;
         }
     }
 
-    private void SignalDeliveryStop(TaskState t, int sig, bool holding)
+    private void SignalDeliveryStop(TaskState t, int sig)
     {
         if (_preExec && !_stageStopSeen && sig == Signals.SIGSTOP && t.Tid == _targetPid)
         {
             // The launch stage's own SIGSTOP: from here on the tracer is in control. Swallow it.
             _stageStopSeen = true;
-            Resume(t, 0, holding);
+            Resume(t, 0);
             return;
         }
 
@@ -622,36 +341,15 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         // that is the hot path of probe tracing. Anything else is a real signal for the process.
         if (sig == Signals.SIGTRAP && observer.OnBreakpoint(new BreakpointStop(t.Tgid, t.Tid)))
         {
-            Resume(t, 0, holding);
+            Resume(t, 0);
             return;
         }
 
         var info = SigInfo.Read(t.Tid);
-        // Hand the signal back, never swallow it.
-        _currentSignal = sig;
+        // Hand the signal back, never swallow it (nor lose it if the observer throws: Pending has it).
+        t.Pending = new PendingResume(ResumeKind.Continue, sig);
         if (!_preExec) observer.OnSignal(new SignalStop(t.Tgid, t.Tid, sig, info));
-        if (holding) t.PendingSignal = sig;
-        Resume(t, sig, holding);
-    }
-
-    private void Resume(TaskState t, int sig, bool holding)
-    {
-        if (holding)
-        {
-            t.Held = true;
-            return;
-        }
-
-        if (t.Parked)
-        {
-            t.Suspended = true;
-            t.SuspendedSignal = sig;
-            return;
-        }
-
-        // Between a seccomp stop and its syscall's exit, PTRACE_SYSCALL brings the exit stop; otherwise a filtered
-        // or breakpoint-only session runs free with PTRACE_CONT. ESRCH: killed while stopped; its exit comes next.
-        Libc.ptrace(t.InSyscall || _syscallStops ? Ptrace.SYSCALL : Ptrace.CONT, t.Tid, 0, sig);
+        Resume(t, sig);
     }
 
     private void SyscallStop(TaskState t, bool seccomp)
@@ -664,7 +362,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             t.Nr = (long)info.Nr;
             t.Args = new SyscallArgs(info.Arg(0), info.Arg(1), info.Arg(2), info.Arg(3), info.Arg(4), info.Arg(5));
             // The stage's execve of the command (after the stage's SIGSTOP) is the command's first syscall.
-            if (_preExec && _stageStopSeen && t.Tid == _targetPid && t.Nr is NrExecve or NrExecveat) ShowCommandExec();
+            if (_preExec && _stageStopSeen && t.Tid == _targetPid && t.Nr is X86_64.Syscalls.Execve or X86_64.Syscalls.Execveat) ShowCommandExec();
             if (Reported(t)) observer.OnSyscallEnter(new SyscallEnterStop(t.Tgid, t.Tid, t.Nr, t.Args));
         }
         else if (info.Op == Ptrace.SYSCALL_INFO_EXIT)
@@ -700,7 +398,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         if (tgid == 0) tgid = ProcessInfo.ReadTgid(tid);
         if (tgid == 0) tgid = tid;
         var t = new TaskState(tid, tgid);
-        if (_heldProcesses.Contains(tgid)) t.Parked = t.HeldForObserver = true; // born into a held process
+        if (_holdRequests.Held.Contains(tgid)) t.Holds |= HoldReasons.ProcessHold; // born into a held process
         // A new process we were not asked to follow: stopped at birth only so that the observer could clean it.
         if (!_followForks && !_tasks.Values.Any(x => x.Tgid == tgid)) t.DetachWhenStarted = true;
         _tasks[tid] = t;
@@ -730,18 +428,16 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     /// <summary>A task that was kept stopped at birth until its parent's event: now it may run (or go, if not followed).</summary>
     private void ReleaseNewborn(TaskState t)
     {
-        if (!t.AwaitingParent) return;
+        if ((t.Holds & HoldReasons.AwaitingParent) == 0) return;
         _awaitingParent--;
-        t.AwaitingParent = false;
-        t.Parked = t.HeldForObserver;
         if (t.DetachWhenStarted)
         {
-            Libc.ptrace(Ptrace.DETACH, t.Tid, 0, t.Held ? (nint)t.PendingSignal : 0);
-            _tasks.Remove(t.Tid);
+            t.Holds &= ~HoldReasons.AwaitingParent;
+            Detach(t, t.Pending.Signal);
         }
-        else if (!t.Held)
+        else
         {
-            Resume(t, 0, holding: false);
+            Unhold(t, HoldReasons.AwaitingParent);
         }
     }
 
@@ -752,7 +448,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     private void ReleaseOrphans(TaskState gone)
     {
         if (_awaitingParent == 0) return;
-        foreach (var t in _tasks.Values.Where(x => x.AwaitingParent).ToList())
+        foreach (var t in _tasks.Values.Where(x => (x.Holds & HoldReasons.AwaitingParent) != 0).ToList())
         {
             // A new thread's clone event is lost only when its creator is killed inside clone(), and that takes a
             // fatal signal or an exec that kills the whole thread group, the newborn with it: it reports its own
@@ -766,24 +462,26 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         }
     }
 
-    private void Exec(TaskState t)
+    /// <summary>PTRACE_EVENT_EXEC, reported under the leader's id: returns the task that carries it now, to resume.</summary>
+    private TaskState Exec(TaskState t)
     {
         // After a successful execve the thread carries the thread group leader's id, whatever it had before.
         PtraceCalls.GetEventMsg(t.Tid, out var msg);
         var former = (int)msg;
+        var execingThread = former != t.Tgid && _tasks.ContainsKey(former) ? former : t.Tgid;
         if (former != t.Tgid && _tasks.Remove(former, out var execing))
         {
-            if (!_preExec) observer.OnThreadExited(t.Tgid, former);
             if (_tasks.TryGetValue(t.Tgid, out var leader))
             {
                 leader.InSyscall = execing.InSyscall;
                 leader.Nr = execing.Nr;
                 leader.Args = execing.Args;
-                leader.Started = true;
+                leader.Phase = TaskPhase.Stopped;
             }
             else
             {
                 execing.Tid = t.Tgid;
+                execing.Phase = TaskPhase.Stopped;
                 _tasks[t.Tgid] = execing;
             }
         }
@@ -791,39 +489,21 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         // posix_spawn returns as soon as the stage's own execve has released the parent's memory, before that execve
         // completes: seized that early, the stage reports its own exec first. Only an exec after its SIGSTOP counts.
         if (_preExec && _stageStopSeen && t.Tgid == _targetPid) CommandStarted();
+        var now = _tasks[t.Tgid];
         // The stage's own exec (of nozoki) is no exec of the command's: observers must not arm a .NET runtime.
-        if (!_preExec) observer.OnExec(t.Tgid, t.Tgid);
-    }
-
-    /// <summary>Events of this task are the command's: after its exec, or its execve call itself (whose exit may fail).</summary>
-    private bool Reported(TaskState t) => !_preExec || (_execShown && t.Tid == _targetPid);
-
-    /// <summary>The stage calls execve of the command: from here that call is shown, as strace shows its child's.</summary>
-    private void ShowCommandExec()
-    {
-        _execShown = true;
-        AttachCommand();
-    }
-
-    private void AttachCommand()
-    {
-        if (_commandAttached) return;
-        _commandAttached = true;
-        observer.OnAttached(_targetPid, 1);
-    }
-
-    private void CommandStarted()
-    {
-        _preExec = false;
-        _execShown = false;
-        AttachCommand();
-        _commandStarted?.TrySetResult();
+        if (_preExec) return now;
+        // The thread that called execve, by its former id: observers hand its open call over to the leader's id
+        // (strace shows it resumed there, "= 0"). Under its former id it is gone.
+        observer.OnExec(t.Tgid, execingThread);
+        if (execingThread != t.Tgid) observer.OnThreadExited(t.Tgid, execingThread);
+        return now;
     }
 
     private void TaskGone(TaskState t, int status)
     {
         _tasks.Remove(t.Tid);
-        if (t.AwaitingParent) _awaitingParent--;
+        if ((t.Holds & HoldReasons.AwaitingParent) != 0) _awaitingParent--;
+        t.Phase = TaskPhase.Gone;
         if (_tasks.Count > 0) ReleaseOrphans(t);
         if (!t.Initial && !t.SeenByParent) _goneEarly.Add(t.Tid);
         // The launch stage's threads (before the command's exec) are not the command's.
