@@ -40,6 +40,7 @@ internal sealed unsafe class DwflProcess : IDisposable
     private IMemorySource? _memory;
     private List<DwflRawFrame>? _frames;
     private int _maxFrames;
+    private bool _pcFailed;
 
     internal DwflProcess(int pid)
     {
@@ -118,11 +119,12 @@ internal sealed unsafe class DwflProcess : IDisposable
         _memory = memory;
         _frames = frames;
         _maxFrames = maxFrames;
+        _pcFailed = false;
         try
         {
             var rc = Libdw.dwfl_getthread_frames(_dwfl, tid, &OnFrame, GCHandle.ToIntPtr(_self));
             if (rc == 0) return null;
-            if (rc == DwarfCbAbort) return $"stopped after {maxFrames} frames";
+            if (rc == DwarfCbAbort) return _pcFailed ? "a frame without a pc" : $"stopped after {maxFrames} frames";
             return Libdw.LastError();
         }
         finally
@@ -266,7 +268,12 @@ internal sealed unsafe class DwflProcess : IDisposable
         if (frames is null) return DwarfCbAbort;
         ulong pc;
         byte isActivation;
-        if (!Libdw.dwfl_frame_pc(frame, &pc, &isActivation)) return DwarfCbAbort;
+        if (!Libdw.dwfl_frame_pc(frame, &pc, &isActivation))
+        {
+            self!._pcFailed = true;
+            return DwarfCbAbort;
+        }
+
         frames.Add(new DwflRawFrame(pc, isActivation != 0));
         return frames.Count >= self!._maxFrames ? DwarfCbAbort : DwarfCbOk;
     }

@@ -43,9 +43,7 @@ public sealed class Unwinder : IDisposable
         if (!Libdw.IsAvailable)
             throw new UnwindException("native backtraces need elfutils' libdw.so.1, which is not installed (Debian/Ubuntu: apt-get install libdw1; Fedora: elfutils-libs)");
         var maps = ReadMaps(pid);
-        var unwinder = new Unwinder(pid, new DwflProcess(pid)) { };
-        unwinder._reportedMaps = maps;
-        return unwinder;
+        return new Unwinder(pid, new DwflProcess(pid)) { _reportedMaps = maps };
     }
 
     /// <summary>Reports the process's modules again (call after it mapped or unmapped code: dlopen, dlclose, exec).
