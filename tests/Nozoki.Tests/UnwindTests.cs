@@ -186,6 +186,33 @@ public sealed class UnwindTests(ITestOutputHelper output)
         Assert.Contains("clone", frames[^1].Symbol); // __clone3 (glibc 2.34+) or clone
     }
 
+    [Fact]
+    public void Code_mapped_after_the_first_look_is_found_after_a_refresh()
+    {
+        var late = Fixtures.Build("libunwind_late.so", "unwind_symlib.c", "gcc", "-g", "-shared", "-fPIC");
+        using var p = new Blocked(Fixture(false), "dlopen", late);
+        var tid = p.WaitFor("ready");
+        using var unwinder = Unwinder.ForProcess(p.Pid);
+        var symbols = Nozoki.Symbols.ProcessSymbols.ForProcess(p.Pid);
+        Assert.Contains("block_in_read", UnwindLive(unwinder, tid).Select(f => f.Symbol));
+        Assert.Throws<Nozoki.Symbols.SymbolLookupException>(() => symbols.Resolve("symlib_block"));
+
+        p.Tracee.Release();
+        p.WaitFor("late");
+        // The unwinder sees a pc in no reported module and reports the changed maps again by itself.
+        var frames = UnwindLive(unwinder, tid);
+        output.WriteLine(Frame.FormatAll(frames));
+        var block = Assert.Single(frames, f => f.Symbol == "symlib_block");
+        Assert.Equal("libunwind_late.so", block.Module);
+        Assert.Equal("main", frames[block.Index + 1].Symbol);
+        AssertEndsAtStart(frames, "_start");
+
+        symbols.Refresh();
+        var location = Assert.Single(symbols.Resolve("symlib_block"));
+        Assert.Equal("libunwind_late.so", location.Module.Name);
+        Assert.StartsWith("libunwind_late.so!symlib_block+0x", symbols.Format(block.Pc));
+    }
+
     private static (IReadOnlyList<Frame> Live, IReadOnlyList<Frame> Copy) LiveAndCopy(Unwinder unwinder, int tid, int copySize) =>
         StoppedThread.With(tid, regs =>
         {

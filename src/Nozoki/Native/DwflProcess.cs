@@ -245,9 +245,16 @@ internal sealed unsafe class DwflProcess : IDisposable
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static byte SetInitialRegisters(nint thread, nint threadArg)
     {
-        var self = From(threadArg);
-        if (self is null) return 0;
-        return Libdw.dwfl_thread_state_registers(thread, 0, Libdw.X86_64DwarfRegisterCount, self._registers) ? (byte)1 : (byte)0;
+        try
+        {
+            var self = From(threadArg);
+            if (self is null) return 0;
+            return Libdw.dwfl_thread_state_registers(thread, 0, Libdw.X86_64DwarfRegisterCount, self._registers) ? (byte)1 : (byte)0;
+        }
+        catch (Exception)
+        {
+            return 0;
+        }
     }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
@@ -262,6 +269,19 @@ internal sealed unsafe class DwflProcess : IDisposable
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
     private static int OnFrame(nint frame, nint arg)
+    {
+        try
+        {
+            return AddFrame(frame, arg);
+        }
+        catch (Exception)
+        {
+            // An exception must not cross libdw's frames (it would end the process); the unwind stops here.
+            return DwarfCbAbort;
+        }
+    }
+
+    private static int AddFrame(nint frame, nint arg)
     {
         var self = From(arg);
         var frames = self?._frames;
