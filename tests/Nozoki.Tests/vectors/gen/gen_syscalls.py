@@ -49,7 +49,8 @@ short = run(["-s", "8"])
 with open(out_path, "w") as f:
     f.write("""# Syscall decoder test vectors (read by SyscallVectorTests), one call a line:
 #   options | syscall | six arguments (hex) | memory after the call | raw return value | strace 6.1's text
-# memory: ADDR:HEX chunks (HEX may end in +N: N zero bytes more); the decoder reads only these bytes, every other
+# memory: ADDR:HEX chunks (HEX may end in +N: N zero bytes more); ADDR<HEX is what a buffer held at entry and
+# ADDR>HEX what it held at exit, when the kernel wrote to it. The decoder reads only these bytes; every other
 # address is unreadable (EFAULT). "-" for none. The texts are strace's own (gen/gen_syscalls.py runs
 # gen/syscall_vectors.c under strace 6.1), with strace's column padding before " = " removed.
 # Do not edit by hand: change syscall_vectors.c and regenerate.

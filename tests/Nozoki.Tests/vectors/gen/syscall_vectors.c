@@ -64,16 +64,31 @@ static long S(unsigned long off, const char *s) { memcpy(A + off, s, strlen(s) +
 
 static void reset(void) { memset(A, 0, ARENA_SIZE); nbufs = 0; }
 
+static char before[ARENA_SIZE];
+
+static void dump(char mark, const char *base, int i)
+{
+    unsigned long end = bufs[i].len;
+    while (end > 0 && base[bufs[i].off + end - 1] == 0) end--;
+    out("%s%lx%c", loglen && logbuf[loglen - 1] != '|' ? " " : "", ARENA_ADDR + bufs[i].off, mark);
+    for (unsigned long k = 0; k < end; k++) out("%02x", (unsigned char)base[bufs[i].off + k]);
+    if (end < bufs[i].len) out("+%lu", bufs[i].len - end);
+}
+
+/* Memory column: ADDR:HEX for a buffer the call left as it was; ADDR<HEX (at entry) and ADDR>HEX (at exit) for one
+ * the kernel wrote to. */
 static long call(const char *name, long nr, long a, long b, long c, long d, long e, long f)
 {
+    memcpy(before, A, ARENA_SIZE);
     long ret = raw(nr, a, b, c, d, e, f);
     out("%s|%lx %lx %lx %lx %lx %lx|%ld|", name, a, b, c, d, e, f, ret);
     for (int i = 0; i < nbufs; i++) {
-        unsigned long end = bufs[i].len;
-        while (end > 0 && A[bufs[i].off + end - 1] == 0) end--;
-        out("%s%lx:", i ? " " : "", ARENA_ADDR + bufs[i].off);
-        for (unsigned long k = 0; k < end; k++) out("%02x", (unsigned char)A[bufs[i].off + k]);
-        if (end < bufs[i].len) out("+%lu", bufs[i].len - end);
+        if (memcmp(before + bufs[i].off, A + bufs[i].off, bufs[i].len) == 0) {
+            dump(':', A, i);
+        } else {
+            dump('<', before, i);
+            dump('>', A, i);
+        }
     }
     out("\n");
     reset();
