@@ -18,6 +18,12 @@ public sealed class UsdtTests
 
     private static string Exe => ProbesFixtures.Exe;
 
+    /// <summary>
+    /// Once nozoki is gone, SIGUSR2 ends the fixture's --sleep-us: it runs its remaining loops at full speed (same
+    /// checksum), and the test waits for its end instead of its length.
+    /// </summary>
+    private static void Hurry(Tracee tracee) => tracee.Child.Signal(Posix.SIGUSR2);
+
     /// <summary>fixtures/usdt_fork.c: probes in a parent and in its forked child.</summary>
     internal static string Fork => Fixtures.Build("usdt_fork", "usdt_fork.c", "gcc");
 
@@ -130,6 +136,7 @@ public sealed class UsdtTests
         Assert.InRange(one.Count, 5, loops - 1);
         Assert.Equal(Enumerable.Range(0, one.Count).Select(i => $"{(byte)(1 + i)}"), one);
 
+        Hurry(tracee);
         Assert.Equal(0, tracee.WaitForExit(Timeout).Code);
         var output = ExternalProcess.SplitLines(tracee.StdoutFileText());
         var untraced = Untraced(Exe, args);
@@ -301,6 +308,7 @@ public sealed class UsdtTests
         Assert.DoesNotContain("checksum", tracee.StdoutFileText(), StringComparison.Ordinal);
         Assert.Equal(0, ProcStatus.Get(pid).TracerPid);
         AssertSites(pid, probes, 0x90);
+        Hurry(tracee);
         Assert.Equal(0, tracee.WaitForExit(Timeout).Code);
         var output = ExternalProcess.SplitLines(tracee.StdoutFileText());
         Assert.Equal(UsdtOutput.Value(Untraced(Exe, args), "checksum"), UsdtOutput.Value(output, "checksum"));

@@ -29,6 +29,54 @@ internal static class Fixtures
 
     public static string SourceDirectory => Path.Combine(AppContext.BaseDirectory, "fixtures");
 
+    /// <summary>Fixtures built with flags of their own (Build): the warm-up calls their getters.</summary>
+    private static readonly Func<string>[] BuiltWithFlags =
+        [() => ProbesFixtures.Exe, () => ProbesFixtures.Lib, () => ProbesFixtures.Throw, () => UsdtTests.Fork, () => RunTests.StaticFixture];
+
+    /// <summary>Sources the warm-up does not compile through Get: those built with flags, and bench/'s own.</summary>
+    private static readonly HashSet<string> NotThroughGet = new(StringComparer.Ordinal) { "usdt", "usdtlib", "usdt_fork", "run_static", "benchwriter", "stderr_lines" };
+
+    private static int _warming;
+
+    /// <summary>
+    /// Starts compiling every fixture in the background, at most one compiler per CPU, so that the compiles overlap
+    /// with each other and with the first tests (a test that needs a fixture still being compiled waits for that
+    /// compile only). A compile error is not lost: it is thrown to the test that asks for the fixture.
+    /// </summary>
+    public static void StartCompilingAll()
+    {
+        if (Interlocked.Exchange(ref _warming, 1) != 0) return;
+        var jobs = new List<Func<string>>(BuiltWithFlags);
+        foreach (var source in Directory.EnumerateFiles(SourceDirectory, "*.c"))
+        {
+            var name = Path.GetFileNameWithoutExtension(source);
+            if (!NotThroughGet.Contains(name)) jobs.Add(() => Get(name));
+        }
+
+        // The slowest compiles (C++, -static) first.
+        jobs.Reverse(0, BuiltWithFlags.Length);
+        var gate = new SemaphoreSlim(Environment.ProcessorCount);
+        foreach (var job in jobs)
+        {
+            _ = Task.Run(() =>
+            {
+                gate.Wait();
+                try
+                {
+                    job();
+                }
+                catch (Exception e) when (e is InvalidOperationException or TimeoutException or IOException or System.ComponentModel.Win32Exception)
+                {
+                    // Kept in the fixture's Lazy: the test that asks for it gets this exception.
+                }
+                finally
+                {
+                    gate.Release();
+                }
+            });
+        }
+    }
+
     /// <summary>The path of the compiled fixture NAME (from fixtures/NAME.c); compiles it on first use.</summary>
     public static string Get(string name) =>
         Compiled.GetOrAdd(name, n => new Lazy<string>(() => Compile(n), LazyThreadSafetyMode.ExecutionAndPublication)).Value;
