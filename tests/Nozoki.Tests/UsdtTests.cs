@@ -175,6 +175,7 @@ public sealed class UsdtTests
         nozoki.AssertNoStackTrace();
         Assert.Contains(UsdtOutput.DetachedLine(pid), nozoki.StderrText(), StringComparison.Ordinal);
 
+        Hurry(tracee);
         var status = tracee.WaitForExit(Timeout);
         Assert.True(status.Code == 0, $"the fixture did not survive the detach: {status}");
         var output = ExternalProcess.SplitLines(tracee.StdoutFileText());
@@ -326,6 +327,11 @@ public sealed class UsdtTests
         var output = dir.File("out");
         using var nozoki = NozokiCli.Start(["usdt", "--count", "10", "fixture:one", "--",
             "sh", "-c", $"exec {Exe} --loops 20000 --sleep-us 100 >{output} 2>/dev/null"]);
+        // Once detached (nozoki now only waits for it), the command runs its remaining loops without sleeping.
+        nozoki.WaitForStderr(s => s.Contains("nozoki: detached from PID ", StringComparison.Ordinal), Timeout, "nozoki to detach at the count");
+        var detached = System.Text.RegularExpressions.Regex.Match(nozoki.StderrText(), "nozoki: detached from PID ([0-9]+);");
+        Assert.True(detached.Success, nozoki.StderrText());
+        Posix.TryKill(int.Parse(detached.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), Posix.SIGUSR2);
         Assert.True(nozoki.WaitForExit(Timeout) == 0, nozoki.Describe());
         var hits = UsdtOutput.Hits(nozoki.StdoutText());
         Assert.Equal(Enumerable.Range(1, 10).Select(i => $"{i}"), hits.Select(h => h.Args.Single()));
