@@ -10,8 +10,8 @@ public sealed class PtraceCollection : ICollectionFixture<FixtureWarmup>
     public const string Name = "ptrace";
 }
 
-/// <summary>Created once before the collection's first test: starts compiling every fixture in the background.</summary>
+/// <summary>Created once before the collection's first test: compiles every fixture, in parallel.</summary>
 public sealed class FixtureWarmup
 {
-    public FixtureWarmup() => Helpers.Fixtures.StartCompilingAll();
+    public FixtureWarmup() => Helpers.Fixtures.CompileAll();
 }

@@ -39,11 +39,12 @@ internal static class Fixtures
     private static int _warming;
 
     /// <summary>
-    /// Starts compiling every fixture in the background, at most one compiler per CPU, so that the compiles overlap
-    /// with each other and with the first tests (a test that needs a fixture still being compiled waits for that
-    /// compile only). A compile error is not lost: it is thrown to the test that asks for the fixture.
+    /// Compiles every fixture, one compiler per CPU at a time, and returns when all are done. A compile error is not
+    /// lost: it is thrown to the test that asks for the fixture. Not in the background while tests run: a session
+    /// run inside this process waits for its tracees with waitpid(-1, __WALL), which would reap a compiler (a child
+    /// of this process too) under the feet of its Process object.
     /// </summary>
-    public static void StartCompilingAll()
+    public static void CompileAll()
     {
         if (Interlocked.Exchange(ref _warming, 1) != 0) return;
         var jobs = new List<Func<string>>(BuiltWithFlags);
@@ -55,26 +56,29 @@ internal static class Fixtures
 
         // The slowest compiles (C++, -static) first.
         jobs.Reverse(0, BuiltWithFlags.Length);
-        var gate = new SemaphoreSlim(Environment.ProcessorCount);
-        foreach (var job in jobs)
+        var queue = new ConcurrentQueue<Func<string>>(jobs);
+        var compilers = new Thread[Environment.ProcessorCount];
+        for (var i = 0; i < compilers.Length; i++)
         {
-            _ = Task.Run(() =>
+            compilers[i] = new Thread(() =>
             {
-                gate.Wait();
-                try
+                while (queue.TryDequeue(out var job))
                 {
-                    job();
+                    try
+                    {
+                        job();
+                    }
+                    catch (Exception e) when (e is InvalidOperationException or TimeoutException or IOException or System.ComponentModel.Win32Exception)
+                    {
+                        // Kept in the fixture's Lazy: the test that asks for it gets this exception.
+                    }
                 }
-                catch (Exception e) when (e is InvalidOperationException or TimeoutException or IOException or System.ComponentModel.Win32Exception)
-                {
-                    // Kept in the fixture's Lazy: the test that asks for it gets this exception.
-                }
-                finally
-                {
-                    gate.Release();
-                }
-            });
+            })
+            { IsBackground = true, Name = "fixture compiler" };
+            compilers[i].Start();
         }
+
+        foreach (var t in compilers) t.Join();
     }
 
     /// <summary>The path of the compiled fixture NAME (from fixtures/NAME.c); compiles it on first use.</summary>
