@@ -303,10 +303,12 @@ public sealed class RunTests
 
     // ---- 5. a static binary -------------------------------------------------------------------------------------
 
+    internal static string StaticFixture => Fixtures.Build("run_static", "run_static.c", "gcc", "-static");
+
     [Fact]
     public void A_static_binary_has_its_write_writev_and_pwritev2_to_stderr_painted()
     {
-        var fixture = Fixtures.Build("run_static", "run_static.c", "gcc", "-static");
+        var fixture = StaticFixture;
         Assert.False(HasInterpreter(fixture), $"{fixture} is not static (it has a PT_INTERP program header)");
 
         using var nozoki = NozokiCli.Start(["run", "--color", "always", "--", fixture]);

@@ -15,7 +15,6 @@ public sealed class StoppedTraceeTests
 
     private static bool IsStopped(char state) => state is 'T' or 't';
 
-    /// <summary>For 1 s: the ticker stays stopped and writes nothing (neither to its file nor through nozoki).</summary>
     /// <summary>A ticker that nozoki out mirrors (3 ticks seen), then stopped by SIGSTOP while attached.</summary>
     private static (Tracee Ticker, ExternalProcess Nozoki) AttachThenStop(TempDir dir)
     {
@@ -38,14 +37,22 @@ public sealed class StoppedTraceeTests
         }
     }
 
+    /// <summary>
+    /// Over five of its intervals (a running ticker writes a tick in each), the ticker stays stopped and writes
+    /// nothing, neither to its file nor through nozoki.
+    /// </summary>
     private static void AssertStaysStopped(Tracee ticker, ExternalProcess? nozoki)
     {
-        Thread.Sleep(200); // let nozoki's output of writes made before the stop reach the test
+        // nozoki's output of the writes made before the stop reaches the test first.
+        var lastTick = Ticker.LastTick(ticker);
+        if (nozoki is not null && nozoki.StdoutText().Length > 0)
+            nozoki.WaitForStdout(s => Ticker.Numbers(s) is { Count: > 0 } t && t[^1] == lastTick, Step,
+                $"nozoki to mirror tick {lastTick}, the last before the stop");
         var fileLength = TempDir.Length(ticker.StdoutPath!);
         var mirrored = nozoki?.StdoutText();
-        for (var i = 0; i < 20; i++)
+        for (var i = 0; i < 10; i++)
         {
-            Thread.Sleep(50);
+            Thread.Sleep(Interval / 2);
             var st = ticker.Status;
             Assert.True(IsStopped(st.State), $"the stopped ticker was resumed: {st}");
             Assert.True(TempDir.Length(ticker.StdoutPath!) == fileLength, "the stopped ticker wrote a tick");

@@ -18,6 +18,12 @@ public sealed class UsdtTests
 
     private static string Exe => ProbesFixtures.Exe;
 
+    /// <summary>
+    /// Once nozoki is gone, SIGUSR2 ends the fixture's --sleep-us: it runs its remaining loops at full speed (same
+    /// checksum), and the test waits for its end instead of its length.
+    /// </summary>
+    private static void Hurry(Tracee tracee) => tracee.Child.Signal(Posix.SIGUSR2);
+
     /// <summary>fixtures/usdt_fork.c: probes in a parent and in its forked child.</summary>
     internal static string Fork => Fixtures.Build("usdt_fork", "usdt_fork.c", "gcc");
 
@@ -130,6 +136,7 @@ public sealed class UsdtTests
         Assert.InRange(one.Count, 5, loops - 1);
         Assert.Equal(Enumerable.Range(0, one.Count).Select(i => $"{(byte)(1 + i)}"), one);
 
+        Hurry(tracee);
         Assert.Equal(0, tracee.WaitForExit(Timeout).Code);
         var output = ExternalProcess.SplitLines(tracee.StdoutFileText());
         var untraced = Untraced(Exe, args);
@@ -168,6 +175,7 @@ public sealed class UsdtTests
         nozoki.AssertNoStackTrace();
         Assert.Contains(UsdtOutput.DetachedLine(pid), nozoki.StderrText(), StringComparison.Ordinal);
 
+        Hurry(tracee);
         var status = tracee.WaitForExit(Timeout);
         Assert.True(status.Code == 0, $"the fixture did not survive the detach: {status}");
         var output = ExternalProcess.SplitLines(tracee.StdoutFileText());
@@ -301,6 +309,7 @@ public sealed class UsdtTests
         Assert.DoesNotContain("checksum", tracee.StdoutFileText(), StringComparison.Ordinal);
         Assert.Equal(0, ProcStatus.Get(pid).TracerPid);
         AssertSites(pid, probes, 0x90);
+        Hurry(tracee);
         Assert.Equal(0, tracee.WaitForExit(Timeout).Code);
         var output = ExternalProcess.SplitLines(tracee.StdoutFileText());
         Assert.Equal(UsdtOutput.Value(Untraced(Exe, args), "checksum"), UsdtOutput.Value(output, "checksum"));
@@ -318,6 +327,11 @@ public sealed class UsdtTests
         var output = dir.File("out");
         using var nozoki = NozokiCli.Start(["usdt", "--count", "10", "fixture:one", "--",
             "sh", "-c", $"exec {Exe} --loops 20000 --sleep-us 100 >{output} 2>/dev/null"]);
+        // Once detached (nozoki now only waits for it), the command runs its remaining loops without sleeping.
+        nozoki.WaitForStderr(s => s.Contains("nozoki: detached from PID ", StringComparison.Ordinal), Timeout, "nozoki to detach at the count");
+        var detached = System.Text.RegularExpressions.Regex.Match(nozoki.StderrText(), "nozoki: detached from PID ([0-9]+);");
+        Assert.True(detached.Success, nozoki.StderrText());
+        Posix.TryKill(int.Parse(detached.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), Posix.SIGUSR2);
         Assert.True(nozoki.WaitForExit(Timeout) == 0, nozoki.Describe());
         var hits = UsdtOutput.Hits(nozoki.StdoutText());
         Assert.Equal(Enumerable.Range(1, 10).Select(i => $"{i}"), hits.Select(h => h.Args.Single()));

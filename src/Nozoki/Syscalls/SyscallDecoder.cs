@@ -4,6 +4,12 @@ using Nozoki.Tracing;
 
 namespace Nozoki.Syscalls;
 
+/// <summary>An address space a decoder reads; like process_vm_readv, a read stops at the first unreadable byte.</summary>
+internal interface ITraceeMemory
+{
+    MemoryReadResult Read(ulong address, Span<byte> dest);
+}
+
 /// <summary>How much a decoder shows (strace's -s, -v, -y/-yy, -x).</summary>
 public sealed class DecodeOptions
 {
@@ -63,6 +69,12 @@ public sealed partial class SyscallDecoder(DecodeOptions options)
     private bool _failed;
 
     public DecodeOptions Options => _o;
+
+    /// <summary>
+    /// Where arguments are read from: the stopped thread's memory (null), or a given address space (the decoder's
+    /// test vectors feed it the bytes a real call left behind).
+    /// </summary>
+    internal ITraceeMemory? Memory { get; init; }
 
     /// <summary>Writes "name(" and the arguments decoded at entry; returns where exit continues (pass it to Exit).</summary>
     public int Enter(TextBuffer b, ref CallLayout layout, int pid, int tid, long nr, in SyscallArgs args)
@@ -390,7 +402,10 @@ public sealed partial class SyscallDecoder(DecodeOptions options)
 
     /// <summary>Reads exactly dest.Length bytes; false if any is unreadable.</summary>
     private bool Read(ulong address, Span<byte> dest) =>
-        address != 0 && ProcessMemory.Read(_tid, address, dest).BytesRead == dest.Length;
+        address != 0 && ReadMemory(address, dest).BytesRead == dest.Length;
+
+    private MemoryReadResult ReadMemory(ulong address, Span<byte> dest) =>
+        Memory is { } m ? m.Read(address, dest) : ProcessMemory.Read(_tid, address, dest);
 
     private bool ReadU64(ulong address, out ulong value)
     {
@@ -444,7 +459,7 @@ public sealed partial class SyscallDecoder(DecodeOptions options)
             var page = 4096 - (int)((address + (ulong)done) & 4095);
             var want = (int)Math.Min(page, max - done);
             var dest = Scratch(done + want);
-            var r = ProcessMemory.Read(_tid, address + (ulong)done, dest.AsSpan(done, want));
+            var r = ReadMemory(address + (ulong)done, dest.AsSpan(done, want));
             var nul = dest.AsSpan(done, r.BytesRead).IndexOf((byte)0);
             if (nul >= 0)
             {

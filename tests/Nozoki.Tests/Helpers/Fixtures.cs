@@ -29,6 +29,58 @@ internal static class Fixtures
 
     public static string SourceDirectory => Path.Combine(AppContext.BaseDirectory, "fixtures");
 
+    /// <summary>Fixtures built with flags of their own (Build): the warm-up calls their getters.</summary>
+    private static readonly Func<string>[] BuiltWithFlags =
+        [() => ProbesFixtures.Exe, () => ProbesFixtures.Lib, () => ProbesFixtures.Throw, () => UsdtTests.Fork, () => RunTests.StaticFixture];
+
+    /// <summary>Sources the warm-up does not compile through Get: those built with flags, and bench/'s own.</summary>
+    private static readonly HashSet<string> NotThroughGet = new(StringComparer.Ordinal) { "usdt", "usdtlib", "usdt_fork", "run_static", "benchwriter", "stderr_lines" };
+
+    private static int _warming;
+
+    /// <summary>
+    /// Compiles every fixture, one compiler per CPU at a time, and returns when all are done. A compile error is not
+    /// lost: it is thrown to the test that asks for the fixture. Not in the background while tests run: a session
+    /// run inside this process waits for its tracees with waitpid(-1, __WALL), which would reap a compiler (a child
+    /// of this process too) under the feet of its Process object.
+    /// </summary>
+    public static void CompileAll()
+    {
+        if (Interlocked.Exchange(ref _warming, 1) != 0) return;
+        var jobs = new List<Func<string>>(BuiltWithFlags);
+        foreach (var source in Directory.EnumerateFiles(SourceDirectory, "*.c"))
+        {
+            var name = Path.GetFileNameWithoutExtension(source);
+            if (!NotThroughGet.Contains(name)) jobs.Add(() => Get(name));
+        }
+
+        // The slowest compiles (C++, -static) first.
+        jobs.Reverse(0, BuiltWithFlags.Length);
+        var queue = new ConcurrentQueue<Func<string>>(jobs);
+        var compilers = new Thread[Environment.ProcessorCount];
+        for (var i = 0; i < compilers.Length; i++)
+        {
+            compilers[i] = new Thread(() =>
+            {
+                while (queue.TryDequeue(out var job))
+                {
+                    try
+                    {
+                        job();
+                    }
+                    catch (Exception e) when (e is InvalidOperationException or TimeoutException or IOException or System.ComponentModel.Win32Exception)
+                    {
+                        // Kept in the fixture's Lazy: the test that asks for it gets this exception.
+                    }
+                }
+            })
+            { IsBackground = true, Name = "fixture compiler" };
+            compilers[i].Start();
+        }
+
+        foreach (var t in compilers) t.Join();
+    }
+
     /// <summary>The path of the compiled fixture NAME (from fixtures/NAME.c); compiles it on first use.</summary>
     public static string Get(string name) =>
         Compiled.GetOrAdd(name, n => new Lazy<string>(() => Compile(n), LazyThreadSafetyMode.ExecutionAndPublication)).Value;

@@ -10,6 +10,7 @@ internal static class Posix
     public const int SIGINT = Signals.SIGINT;
     public const int SIGKILL = Signals.SIGKILL;
     public const int SIGUSR1 = Signals.SIGUSR1;
+    public const int SIGUSR2 = Signals.SIGUSR2;
     public const int SIGTERM = Signals.SIGTERM;
     public const int SIGCONT = Signals.SIGCONT;
     public const int SIGSTOP = Signals.SIGSTOP;
