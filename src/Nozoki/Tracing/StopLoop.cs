@@ -30,7 +30,89 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         public bool HeldForObserver;    // parked because its process is held (ITraceControl.Hold)
         public bool Suspended;          // a resume was skipped because it was parked: Release resumes it
         public int SuspendedSignal;     // the signal that resume would have delivered
+
+        // --- single-step (ITraceControl.SingleStep) ---
+        public bool StepRequested;      // the current stop is to be resumed with PTRACE_SINGLESTEP
+        public bool Stepping;           // resumed with PTRACE_SINGLESTEP: its next SIGTRAP TRAP_TRACE is the step
+        public bool StopDeferred;       // stopped for another thread's step: its stop waits in _deferredStops
     }
+
+    // ---------------------------------------------------------------------------------------------------------------
+    // Single-step (ITraceControl.SingleStep), for the breakpoint step-over: the stepping thread must be the only one
+    // of its process that runs, or another could run through the site while its original instruction is back in
+    // place. The other threads are interrupted and their stops collected at once (waitpid on each), then handled only
+    // after the step trap, in the order they came, as if waitpid had returned them then.
+    // ---------------------------------------------------------------------------------------------------------------
+    private readonly List<(int Tid, int Status)> _deferredStops = [];
+    private readonly HashSet<int> _steppingProcesses = [];
+    private bool _detaching;
+
+    public bool SingleStep(int tid)
+    {
+        if (_detaching || _current is not { } t || t.Tid != tid || _steppingProcesses.Contains(t.Tgid)) return false;
+        StopOthers(t);
+        t.StepRequested = true;
+        return true;
+    }
+
+    /// <summary>Stops every other thread of t's process that may be running, collecting its stop for later.</summary>
+    private void StopOthers(TaskState t)
+    {
+        foreach (var u in _tasks.Values)
+        {
+            if (u == t || u.Tgid != t.Tgid || u.Suspended || u.Held || u.AwaitingParent || u.StopDeferred) continue;
+            // ESRCH: gone already (a zombie); its death is reported to the main wait.
+            if (Libc.ptrace(Ptrace.INTERRUPT, u.Tid, 0, 0) != 0) continue;
+            if (PosixSpawn.WaitPid(u.Tid, Wait.Tracees, out var status) != u.Tid) continue;
+            u.StopDeferred = true;
+            _deferredStops.Add((u.Tid, status));
+        }
+    }
+
+    /// <summary>The SIGTRAP of a thread resumed with PTRACE_SINGLESTEP (TRAP_BRKPT when the step was a syscall instruction).</summary>
+    private bool StepTrap(TaskState t, int code, bool holding)
+    {
+        if (!t.Stepping || code is not (Ptrace.TRAP_TRACE or Ptrace.TRAP_BRKPT)) return false;
+        StepDone(t, completed: true);
+        Resume(t, 0, holding);
+        return true;
+    }
+
+    private void StepDone(TaskState t, bool completed)
+    {
+        t.Stepping = false;
+        _steppingProcesses.Remove(t.Tgid);
+        observer.OnSingleStep(new StepStop(t.Tgid, t.Tid, completed));
+    }
+
+    /// <summary>Handles the stops collected by StopOthers once no step is under way in their process.</summary>
+    private void ReplayDeferredStops(bool holding)
+    {
+        for (var i = 0; i < _deferredStops.Count;)
+        {
+            var (tid, status) = _deferredStops[i];
+            if (!_tasks.TryGetValue(tid, out var u))
+            {
+                _deferredStops.RemoveAt(i);
+                continue;
+            }
+
+            if (_steppingProcesses.Contains(u.Tgid))
+            {
+                i++;
+                continue;
+            }
+
+            _deferredStops.RemoveAt(i);
+            u.StopDeferred = false;
+            HandleStopCore(tid, status, holding);
+            _current = null;
+            _currentSignal = 0;
+            i = 0; // that stop may have started a step (and deferred more stops)
+        }
+    }
+
+    // --- end single-step ---
 
     public void Park(int tid)
     {
@@ -369,6 +451,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     /// </summary>
     public void DetachAll()
     {
+        _detaching = true;
         if (_current is { } stopped && _tasks.ContainsKey(stopped.Tid))
         {
             stopped.Held = true;
@@ -376,6 +459,9 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         }
 
         _current = null;
+        // Stopped for a step that will not finish now: handled as the others (a step under way is interrupted below).
+        _steppingProcesses.Clear();
+        ReplayDeferredStopsWhileDetaching();
         foreach (var t in _tasks.Values)
         {
             // A parked thread is in a ptrace stop already (or its interrupt is on the way): held as it is.
@@ -445,6 +531,18 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         }
     }
 
+    private void ReplayDeferredStopsWhileDetaching()
+    {
+        while (_deferredStops.Count > 0)
+        {
+            var (tid, status) = _deferredStops[0];
+            _deferredStops.RemoveAt(0);
+            if (!_tasks.TryGetValue(tid, out var u)) continue;
+            u.StopDeferred = false;
+            HandleStopWhileDetaching(tid, status);
+        }
+    }
+
     private static void Guard(Action action)
     {
         try
@@ -507,6 +605,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
         HandleStopCore(tid, status, holding);
         _current = null;
         _currentSignal = 0;
+        if (_deferredStops.Count > 0 && !_detaching) ReplayDeferredStops(holding);
     }
 
     private void HandleStopCore(int tid, int status, bool holding)
@@ -618,15 +717,20 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             return;
         }
 
-        // A SIGTRAP one past an observer's int3 is a breakpoint hit: asked first, without PTRACE_GETSIGINFO, as
-        // that is the hot path of probe tracing. Anything else is a real signal for the process.
-        if (sig == Signals.SIGTRAP && observer.OnBreakpoint(new BreakpointStop(t.Tgid, t.Tid)))
+        var info = SigInfo.Read(t.Tid);
+        // SIGTRAP by si_code: an int3 gives SI_KERNEL (maybe an observer's breakpoint), the step of a thread resumed
+        // with PTRACE_SINGLESTEP TRAP_TRACE. Anything else (the process's own int3 or trap flag, kill) is its signal.
+        if (sig == Signals.SIGTRAP)
         {
-            Resume(t, 0, holding);
-            return;
+            if (info.Code == SigInfo.SI_KERNEL && observer.OnBreakpoint(new BreakpointStop(t.Tgid, t.Tid)))
+            {
+                Resume(t, 0, holding);
+                return;
+            }
+
+            if (StepTrap(t, info.Code, holding)) return;
         }
 
-        var info = SigInfo.Read(t.Tid);
         // Hand the signal back, never swallow it.
         _currentSignal = sig;
         if (!_preExec) observer.OnSignal(new SignalStop(t.Tgid, t.Tid, sig, info));
@@ -636,6 +740,22 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
 
     private void Resume(TaskState t, int sig, bool holding)
     {
+        // Asked by the observer of this stop (ITraceControl.SingleStep), or a step interrupted by another stop (a
+        // signal for it): the step goes on, whatever else is asked, as the other threads wait for it.
+        if (t.StepRequested && !holding)
+        {
+            t.StepRequested = false;
+            t.Stepping = true;
+            _steppingProcesses.Add(t.Tgid);
+        }
+
+        t.StepRequested = false;
+        if (t.Stepping && !holding)
+        {
+            if (Libc.ptrace(Ptrace.SINGLESTEP, t.Tid, 0, sig) != 0) StepDone(t, completed: false);
+            return;
+        }
+
         if (holding)
         {
             t.Held = true;
@@ -823,6 +943,7 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
     private void TaskGone(TaskState t, int status)
     {
         _tasks.Remove(t.Tid);
+        if (t.Stepping) StepDone(t, completed: false);
         if (t.AwaitingParent) _awaitingParent--;
         if (_tasks.Count > 0) ReleaseOrphans(t);
         if (!t.Initial && !t.SeenByParent) _goneEarly.Add(t.Tid);
