@@ -1,3 +1,4 @@
+using Nozoki.Arch;
 using Nozoki.Memory;
 using Nozoki.Native;
 
@@ -28,36 +29,13 @@ public readonly struct BreakpointStop
     public int Tid { get; }
 
     /// <summary>The thread's registers (PTRACE_GETREGS); false if they cannot be read (the thread vanished).</summary>
-    public bool TryGetRegisters(out X86Registers registers)
-    {
-        if (!PtraceCalls.GetRegs(Tid, out var r))
-        {
-            registers = default;
-            return false;
-        }
-
-        registers = X86Registers.From(r);
-        return true;
-    }
+    public bool TryGetRegisters(out X86Registers registers) => X86_64.TryGetRegisters(Tid, out registers);
 
     /// <summary>Moves the thread's instruction pointer (to step over an emulated instruction).</summary>
-    public bool SetInstructionPointer(ulong rip)
-    {
-        if (!PtraceCalls.GetRegs(Tid, out var r)) return false;
-        r.Rip = rip;
-        return PtraceCalls.SetRegs(Tid, r);
-    }
+    public bool SetInstructionPointer(ulong rip) => X86_64.SetInstructionPointer(Tid, rip);
 
     /// <summary>Emulates a `ret`: pops the return address into the instruction pointer.</summary>
-    public bool EmulateReturn()
-    {
-        if (!PtraceCalls.GetRegs(Tid, out var r)) return false;
-        Span<byte> word = stackalloc byte[8];
-        if (ProcessMemory.Read(Tid, r.Rsp, word).BytesRead != 8) return false;
-        r.Rip = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(word);
-        r.Rsp += 8;
-        return PtraceCalls.SetRegs(Tid, r);
-    }
+    public bool EmulateReturn() => X86_64.EmulateReturn(Tid);
 
     public MemoryReadResult ReadMemory(ulong address, Span<byte> destination) => ProcessMemory.Read(Tid, address, destination);
 }

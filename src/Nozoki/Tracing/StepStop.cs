@@ -1,5 +1,5 @@
 using Nozoki.Memory;
-using Nozoki.Native;
+using Nozoki.Arch;
 
 namespace Nozoki.Tracing;
 
@@ -22,14 +22,8 @@ public readonly struct StepStop
     /// <summary>The thread's registers (PTRACE_GETREGS); false if they cannot be read (the thread vanished).</summary>
     public bool TryGetRegisters(out X86Registers registers)
     {
-        if (!Completed || !PtraceCalls.GetRegs(Tid, out var r))
-        {
-            registers = default;
-            return false;
-        }
-
-        registers = X86Registers.From(r);
-        return true;
+        registers = default;
+        return Completed && X86_64.TryGetRegisters(Tid, out registers);
     }
 
     public MemoryReadResult ReadMemory(ulong address, Span<byte> destination) => ProcessMemory.Read(Tid, address, destination);
