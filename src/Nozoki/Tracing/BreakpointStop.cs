@@ -1,19 +1,7 @@
 using Nozoki.Arch;
 using Nozoki.Memory;
-using Nozoki.Native;
 
 namespace Nozoki.Tracing;
-
-/// <summary>x86_64 general registers of a stopped thread (struct user_regs_struct).</summary>
-public readonly record struct X86Registers(
-    ulong Rax, ulong Rbx, ulong Rcx, ulong Rdx, ulong Rsi, ulong Rdi, ulong Rbp, ulong Rsp,
-    ulong R8, ulong R9, ulong R10, ulong R11, ulong R12, ulong R13, ulong R14, ulong R15,
-    ulong Rip, ulong Eflags, ulong FsBase, ulong GsBase)
-{
-    internal static X86Registers From(in UserRegs r) => new(
-        r.Rax, r.Rbx, r.Rcx, r.Rdx, r.Rsi, r.Rdi, r.Rbp, r.Rsp, r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15,
-        r.Rip, r.Eflags, r.FsBase, r.GsBase);
-}
 
 /// <summary>
 /// A thread stopped by an int3 (SIGTRAP with si_code SI_KERNEL). Its instruction pointer is one past the int3.
