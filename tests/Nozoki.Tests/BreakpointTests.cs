@@ -18,7 +18,7 @@ public sealed partial class BreakpointTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
-    private static string Fixture => Fixtures.Build("breakpoints", "breakpoints.c", "gcc", "-no-pie", "-fcf-protection=none");
+    private static string Fixture => Fixtures.Build("breakpoints", "breakpoints.c", "gcc", "-no-pie", "-fcf-protection=none", "-ldl");
 
     /// <summary>Puts one breakpoint at attach and counts what the session reports. Runs on the ptrace thread: records, never throws.</summary>
     private sealed class Observer(ulong site) : ITraceObserver
@@ -156,6 +156,81 @@ public sealed partial class BreakpointTests
         tracee.Release();
         Assert.Equal(new ExitStatus(0, 0), tracee.WaitForExit());
         Assert.Contains("round2 mismatches=0", tracee.StdoutFileText(), StringComparison.Ordinal);
+    }
+
+    /// <summary>Watches the loader's link map and records what it is told.</summary>
+    private sealed class LinkMapObserver : ITraceObserver, ILinkMapListener
+    {
+        public readonly BreakpointSet Breakpoints = new();
+        public readonly LinkMapWatcher Watcher;
+        public readonly List<string> Mapped = [], Unmapped = [];
+        public int Changes, Consistent, NotOurs;
+        public string? WatchProblem = "not yet";
+
+        public LinkMapObserver() => Watcher = new LinkMapWatcher(Breakpoints, this);
+
+        public void OnStarted(ITraceControl control) => Breakpoints.OnStarted(control);
+
+        public void OnAttached(int pid, int threadCount)
+        {
+            WatchProblem = Watcher.Watch(pid, out var watching) ?? (watching ? null : "not watching");
+        }
+
+        public bool OnBreakpoint(in BreakpointStop stop)
+        {
+            if (Breakpoints.Classify(stop, out var site, out _) != BreakpointSet.Trap.Hit)
+            {
+                NotOurs++;
+                return false;
+            }
+
+            return Watcher.OnHit(stop, site);
+        }
+
+        public void OnDetaching(int pid)
+        {
+            Breakpoints.OnDetaching(pid);
+            Watcher.Forget(pid);
+        }
+
+        public void OnLinkMapChanged(int pid, bool consistent)
+        {
+            Changes++;
+            if (consistent) Consistent++;
+        }
+
+        public void OnModuleMapped(int pid, in LinkMapModule module) => Mapped.Add(module.Name);
+
+        public void OnModuleUnmapped(int pid, in LinkMapModule module) => Unmapped.Add(module.Name);
+    }
+
+    [Fact]
+    public async Task The_link_map_watcher_sees_a_library_loaded_and_unloaded()
+    {
+        using var dir = new TempDir();
+        using var tracee = Tracee.Start([Fixture, "1", "1", "0", "libm.so.6"], stdinPipe: true, stdoutPath: dir.File("out"));
+        StartAndWaitReady(tracee);
+        Assert.DoesNotContain("libm.so", File.ReadAllText($"/proc/{tracee.Pid}/maps"), StringComparison.Ordinal);
+        var observer = new LinkMapObserver();
+        using (var session = TraceSession.Attach(tracee.Pid, observer, new TraceOptions { TraceSyscalls = false }))
+        {
+            Assert.Null(observer.WatchProblem);
+            tracee.Release();
+            Poll.Until(() => tracee.StdoutFileText().Contains("round1", StringComparison.Ordinal), Timeout, "the fixture's round1 line");
+            session.RequestDetach();
+            Assert.Null((await session.Completion.WaitAsync(Timeout)).Error);
+        }
+
+        Assert.Contains("dl ok", tracee.StdoutFileText(), StringComparison.Ordinal);
+        Assert.Equal(0, observer.NotOurs);
+        // dlopen: RT_ADD then RT_CONSISTENT; dlclose: RT_DELETE then RT_CONSISTENT.
+        Assert.Equal(4, observer.Changes);
+        Assert.Equal(2, observer.Consistent);
+        Assert.Contains(observer.Mapped, n => n.EndsWith("/libm.so.6", StringComparison.Ordinal));
+        Assert.Contains(observer.Mapped, n => n.EndsWith("/libc.so.6", StringComparison.Ordinal));
+        Assert.Equal([observer.Mapped.Single(n => n.EndsWith("/libm.so.6", StringComparison.Ordinal))], observer.Unmapped);
+        tracee.Release();
+        Assert.Equal(new ExitStatus(0, 0), tracee.WaitForExit());
     }
 
     [Fact]
