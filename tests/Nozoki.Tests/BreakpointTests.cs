@@ -158,6 +158,36 @@ public sealed partial class BreakpointTests
         Assert.Contains("round2 mismatches=0", tracee.StdoutFileText(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task A_detach_while_threads_step_over_the_breakpoint_leaves_them_computing_right()
+    {
+        const int Threads = 3;
+        using var dir = new TempDir();
+        using var tracee = Tracee.Start([Fixture, "loop", $"{Threads}"], stdinPipe: true, stdoutPath: dir.File("out"));
+        var work = StartAndWaitReady(tracee);
+        var original = FileBytes(work, 16);
+        var observer = new Observer(work);
+        using (var session = TraceSession.Attach(tracee.Pid, observer, new TraceOptions { TraceSyscalls = false }))
+        {
+            Assert.Equal(0, observer.InsertError);
+            tracee.Release();
+            // Detached in the middle of the calls: some thread is likely between its trap and its step.
+            Poll.Until(() => Volatile.Read(ref observer.Hits) >= 3000, Timeout, "3000 hits");
+            session.RequestDetach();
+            Assert.Null((await session.Completion.WaitAsync(Timeout)).Error);
+        }
+
+        Assert.Equal(0, observer.WrongRip);
+        Assert.Equal(0, observer.StepsNotAfterSite);
+        // A hit while detaching is not stepped: the thread is left at the site, to run the original instruction.
+        Assert.InRange(observer.Hits - observer.Steps, 0, Threads);
+        Assert.Equal(original, LiveBytes(tracee.Pid, work, 16));
+        Assert.Equal(0, ProcStatus.Get(tracee.Pid).TracerPid);
+        tracee.Release();
+        Assert.Equal(new ExitStatus(0, 0), tracee.WaitForExit());
+        Assert.Matches(@"^loop mismatches=0 calls=\d+$", tracee.StdoutFileText().Split('\n')[1]);
+    }
+
     /// <summary>Watches the loader's link map and records what it is told.</summary>
     private sealed class LinkMapObserver : ITraceObserver, ILinkMapListener
     {

@@ -5,8 +5,11 @@ namespace Nozoki.Breakpoints;
 
 /// <summary>
 /// The int3 sites of one address space (one traced process; its threads share it): the original byte of each, and
-/// how many users want it. Change it only while no thread of the process runs (at a stop of one of them, with the
-/// others stopped, or with the process held): a thread running over a half-made change would execute garbage.
+/// how many users want it. Call it on the ptrace thread, at a stop of a thread of the process (or at attach, exec,
+/// detach). Inserting or removing writes one byte, which an instruction fetch of another thread sees whole or not
+/// at all (what the kernel's own text_poke_bp relies on): a thread that already trapped on a site just removed is
+/// recognized by <see cref="WasRemoved"/>. What no other thread may see is the original byte put back for a step
+/// over a longer instruction: <see cref="BreakpointSet.StepOver"/> does that only with every other thread stopped.
 /// </summary>
 internal sealed class BreakpointTable(int pid)
 {
