@@ -63,9 +63,33 @@ internal sealed class StopLoop(int pid, TraceOptions options, ITraceObserver obs
             if (u == t || u.Tgid != t.Tgid || u.Suspended || u.Held || u.AwaitingParent || u.StopDeferred) continue;
             // ESRCH: gone already (a zombie); its death is reported to the main wait.
             if (Libc.ptrace(Ptrace.INTERRUPT, u.Tid, 0, 0) != 0) continue;
-            if (PosixSpawn.WaitPid(u.Tid, Wait.Tracees, out var status) != u.Tid) continue;
+            if (!WaitForInterruptStop(u.Tid, out var status)) continue;
             u.StopDeferred = true;
             _deferredStops.Add((u.Tid, status));
+        }
+    }
+
+    /// <summary>
+    /// Waits for the stop of an interrupted thread: it must be seen stopped, as the interrupt reaches a thread running
+    /// on another CPU only after a few more of its instructions. It comes within microseconds, except from a thread
+    /// group leader that exited meanwhile: its death is not reported while other threads live (ours, stopped), so
+    /// waiting for it would never end. Such a one is dead and runs nothing: false.
+    /// </summary>
+    private static bool WaitForInterruptStop(int tid, out int status)
+    {
+        for (var spins = 0; ; spins++)
+        {
+            var r = PosixSpawn.WaitPid(tid, Wait.Tracees | Wait.WNOHANG, out status);
+            if (r == tid) return true;
+            if (r < 0) return false;
+            if (spins < 1000)
+            {
+                Thread.Yield();
+                continue;
+            }
+
+            if (ProcessInfo.TryRead(tid) is not { State: not ('Z' or 'X') }) return false;
+            Thread.Sleep(1);
         }
     }
 
