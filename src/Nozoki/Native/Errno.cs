@@ -13,6 +13,7 @@ internal static class Errno
     internal const int EAGAIN = 11;
     internal const int EFAULT = 14;
     internal const int EBUSY = 16;
+    internal const int EEXIST = 17;
     internal const int EINVAL = 22;
     internal const int EPIPE = 32;
     internal const int ECHILD = 10;

@@ -10,6 +10,9 @@ internal static class Ptrace
     internal const long SETREGS = 13;
     internal const long DETACH = 17;
     internal const long CONT = 7;
+    internal const long SINGLESTEP = 9;
+    internal const long GETREGSET = 0x4204;
+    internal const long SETREGSET = 0x4205;
     internal const long SYSCALL = 24;
     internal const long SETOPTIONS = 0x4200;
     internal const long GETEVENTMSG = 0x4201;
@@ -37,6 +40,15 @@ internal static class Ptrace
     internal const int EVENT_EXIT = 6;
     internal const int EVENT_SECCOMP = 7;
     internal const int EVENT_STOP = 128;
+
+    // Register sets for PTRACE_GETREGSET/SETREGSET (linux/elf.h NT_*).
+    internal const int NT_PRSTATUS = 1;
+    internal const int NT_PRFPREG = 2;
+    internal const int NT_X86_XSTATE = 0x202;
+
+    // si_code of SIGTRAP (asm-generic/siginfo.h): an int3 gives SI_KERNEL, a single-step TRAP_TRACE.
+    internal const int TRAP_BRKPT = 1;
+    internal const int TRAP_TRACE = 2;
 
     internal const byte SYSCALL_INFO_NONE = 0;
     internal const byte SYSCALL_INFO_ENTRY = 1;

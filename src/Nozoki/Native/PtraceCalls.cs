@@ -25,6 +25,26 @@ internal static unsafe class PtraceCalls
         fixed (ulong* p = &message) return Libc.ptrace(Ptrace.GETEVENTMSG, tid, 0, (nint)p) == 0;
     }
 
+    /// <summary>PTRACE_GETREGSET: fills buffer with register set NT; returns the bytes the kernel wrote, or -1.</summary>
+    internal static int GetRegSet(int tid, int nt, Span<byte> buffer)
+    {
+        fixed (byte* b = buffer)
+        {
+            var iov = new Iovec { Base = (ulong)b, Length = (ulong)buffer.Length };
+            return Libc.ptrace(Ptrace.GETREGSET, tid, nt, (nint)(&iov)) == 0 ? (int)iov.Length : -1;
+        }
+    }
+
+    /// <summary>PTRACE_SETREGSET: writes register set NT from state (as GetRegSet returned it).</summary>
+    internal static bool SetRegSet(int tid, int nt, ReadOnlySpan<byte> state)
+    {
+        fixed (byte* b = state)
+        {
+            var iov = new Iovec { Base = (ulong)b, Length = (ulong)state.Length };
+            return Libc.ptrace(Ptrace.SETREGSET, tid, nt, (nint)(&iov)) == 0;
+        }
+    }
+
     internal static bool GetSigInfo(int tid, out SigInfoRaw info)
     {
         fixed (SigInfoRaw* p = &info) return Libc.ptrace(Ptrace.GETSIGINFO, tid, 0, (nint)p) == 0;

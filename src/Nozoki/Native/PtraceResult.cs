@@ -32,6 +32,7 @@ internal readonly struct PtraceResult
         Ptrace.DETACH => "PTRACE_DETACH",
         Ptrace.INTERRUPT => "PTRACE_INTERRUPT",
         Ptrace.LISTEN => "PTRACE_LISTEN",
+        Ptrace.SINGLESTEP => "PTRACE_SINGLESTEP",
         _ => $"ptrace request {request}",
     };
 }

@@ -1,18 +1,7 @@
+using Nozoki.Arch;
 using Nozoki.Memory;
-using Nozoki.Native;
 
 namespace Nozoki.Tracing;
-
-/// <summary>x86_64 general registers of a stopped thread (struct user_regs_struct).</summary>
-public readonly record struct X86Registers(
-    ulong Rax, ulong Rbx, ulong Rcx, ulong Rdx, ulong Rsi, ulong Rdi, ulong Rbp, ulong Rsp,
-    ulong R8, ulong R9, ulong R10, ulong R11, ulong R12, ulong R13, ulong R14, ulong R15,
-    ulong Rip, ulong Eflags, ulong FsBase, ulong GsBase)
-{
-    internal static X86Registers From(in UserRegs r) => new(
-        r.Rax, r.Rbx, r.Rcx, r.Rdx, r.Rsi, r.Rdi, r.Rbp, r.Rsp, r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15,
-        r.Rip, r.Eflags, r.FsBase, r.GsBase);
-}
 
 /// <summary>
 /// A thread stopped by an int3 (SIGTRAP with si_code SI_KERNEL). Its instruction pointer is one past the int3.
@@ -28,36 +17,13 @@ public readonly struct BreakpointStop
     public int Tid { get; }
 
     /// <summary>The thread's registers (PTRACE_GETREGS); false if they cannot be read (the thread vanished).</summary>
-    public bool TryGetRegisters(out X86Registers registers)
-    {
-        if (!PtraceCalls.GetRegs(Tid, out var r))
-        {
-            registers = default;
-            return false;
-        }
-
-        registers = X86Registers.From(r);
-        return true;
-    }
+    public bool TryGetRegisters(out X86Registers registers) => X86_64.TryGetRegisters(Tid, out registers);
 
     /// <summary>Moves the thread's instruction pointer (to step over an emulated instruction).</summary>
-    public bool SetInstructionPointer(ulong rip)
-    {
-        if (!PtraceCalls.GetRegs(Tid, out var r)) return false;
-        r.Rip = rip;
-        return PtraceCalls.SetRegs(Tid, r);
-    }
+    public bool SetInstructionPointer(ulong rip) => X86_64.SetInstructionPointer(Tid, rip);
 
     /// <summary>Emulates a `ret`: pops the return address into the instruction pointer.</summary>
-    public bool EmulateReturn()
-    {
-        if (!PtraceCalls.GetRegs(Tid, out var r)) return false;
-        Span<byte> word = stackalloc byte[8];
-        if (ProcessMemory.Read(Tid, r.Rsp, word).BytesRead != 8) return false;
-        r.Rip = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(word);
-        r.Rsp += 8;
-        return PtraceCalls.SetRegs(Tid, r);
-    }
+    public bool EmulateReturn() => X86_64.EmulateReturn(Tid);
 
     public MemoryReadResult ReadMemory(ulong address, Span<byte> destination) => ProcessMemory.Read(Tid, address, destination);
 }

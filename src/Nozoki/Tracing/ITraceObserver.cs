@@ -26,6 +26,12 @@ public interface ITraceObserver
     bool OnBreakpoint(in BreakpointStop stop) => false;
 
     /// <summary>
+    /// The thread resumed with <see cref="ITraceControl.SingleStep"/> has executed its one instruction (or is gone,
+    /// see <see cref="StepStop.Completed"/>). The other threads of its process are released after this call.
+    /// </summary>
+    void OnSingleStep(in StepStop stop) { }
+
+    /// <summary>
     /// A new thread, or a new process (fork, vfork, clone without CLONE_THREAD). The new task has not run a single
     /// instruction yet, so its memory can be changed safely (for example to remove inherited breakpoints).
     /// </summary>
@@ -65,4 +71,13 @@ public interface ITraceControl
     /// false, when each goes on as it would have. For an observer that must not fall behind (a full buffer).
     /// </summary>
     void Hold(int pid, bool hold);
+
+    /// <summary>
+    /// For the thread of the current stop only: stops every other thread of its process now (their stops are handled
+    /// later, in order), so that the observer may change code they could run; then, when the observer returns, resumes
+    /// the thread with PTRACE_SINGLESTEP. Its step trap is reported as <see cref="ITraceObserver.OnSingleStep"/>, not
+    /// as a breakpoint nor a signal, and only after that call do the other threads go on. False (nothing done) when
+    /// it cannot be: the session is detaching, or tid is not the thread of the current stop.
+    /// </summary>
+    bool SingleStep(int tid);
 }

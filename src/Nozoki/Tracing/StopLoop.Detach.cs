@@ -13,6 +13,7 @@ internal sealed partial class StopLoop
     public void DetachAll()
     {
         _detaching = true;
+        ReplayDeferredStopsWhileDetaching();
         foreach (var t in _tasks.Values)
         {
             // A task in a stop (being handled when an observer threw, or kept by a hold) is kept as it is, with the

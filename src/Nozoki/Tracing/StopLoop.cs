@@ -206,6 +206,13 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
     /// </summary>
     private void Resume(TaskState t, ResumeKind kind, int sig)
     {
+        if (StepResume(t, ref kind))
+        {
+            t.Pending = new PendingResume(kind, sig);
+            CarryOut(t);
+            return;
+        }
+
         if (_detaching) t.Holds |= HoldReasons.Detach;
         t.Pending = new PendingResume(kind, sig);
         var holds = kind == ResumeKind.Listen ? t.Holds & (HoldReasons.Detach | HoldReasons.AwaitingParent) : t.Holds;
@@ -229,7 +236,20 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
         t.Pending = default;
         // ESRCH: killed while stopped; its death comes next and is handled then.
         var r = stop.Resume(how);
-        if (!r.Gone) Check(r, how.Kind == ResumeKind.Listen ? Ptrace.LISTEN : how.Kind == ResumeKind.Syscall ? Ptrace.SYSCALL : Ptrace.CONT, t);
+        if (r.Done) return;
+        if (how.Kind == ResumeKind.SingleStep)
+        {
+            StepDone(t, completed: false);
+            if (r.Gone) return;
+        }
+
+        if (!r.Gone) Check(r, how.Kind switch
+        {
+            ResumeKind.Listen => Ptrace.LISTEN,
+            ResumeKind.Syscall => Ptrace.SYSCALL,
+            ResumeKind.SingleStep => Ptrace.SINGLESTEP,
+            _ => Ptrace.CONT,
+        }, t);
     }
 
     private void Detach(TaskState t, int sig)
@@ -240,6 +260,12 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
     }
 
     private void HandleStop(int tid, int status)
+    {
+        HandleStopCore(tid, status);
+        if (_deferredStops.Count > 0 && !_detaching) ReplayDeferredStops();
+    }
+
+    private void HandleStopCore(int tid, int status)
     {
         if (!_tasks.TryGetValue(tid, out var t))
         {
@@ -337,15 +363,20 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
             return;
         }
 
-        // A SIGTRAP one past an observer's int3 is a breakpoint hit: asked first, without PTRACE_GETSIGINFO, as
-        // that is the hot path of probe tracing. Anything else is a real signal for the process.
-        if (sig == Signals.SIGTRAP && observer.OnBreakpoint(new BreakpointStop(t.Tgid, t.Tid)))
+        var info = SigInfo.Read(t.Tid);
+        // SIGTRAP by si_code: an int3 gives SI_KERNEL (maybe an observer's breakpoint), the step of a thread resumed
+        // with PTRACE_SINGLESTEP TRAP_TRACE. Anything else (the process's own trap flag, kill -TRAP) is its signal.
+        if (sig == Signals.SIGTRAP)
         {
-            Resume(t, 0);
-            return;
+            if (info.Code == SigInfo.SI_KERNEL && observer.OnBreakpoint(new BreakpointStop(t.Tgid, t.Tid)))
+            {
+                Resume(t, 0);
+                return;
+            }
+
+            if (StepTrap(t, info.Code)) return;
         }
 
-        var info = SigInfo.Read(t.Tid);
         // Hand the signal back, never swallow it (nor lose it if the observer throws: Pending has it).
         t.Pending = new PendingResume(ResumeKind.Continue, sig);
         if (!_preExec) observer.OnSignal(new SignalStop(t.Tgid, t.Tid, sig, info));
@@ -502,6 +533,7 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
     private void TaskGone(TaskState t, int status)
     {
         _tasks.Remove(t.Tid);
+        if (t.Stepping) StepDone(t, completed: false);
         if ((t.Holds & HoldReasons.AwaitingParent) != 0) _awaitingParent--;
         t.Phase = TaskPhase.Gone;
         if (_tasks.Count > 0) ReleaseOrphans(t);

@@ -54,6 +54,9 @@ internal enum ResumeKind : byte
 
     /// <summary>PTRACE_LISTEN: a group-stopped task stays stopped but reports events (SIGCONT, death).</summary>
     Listen,
+
+    /// <summary>PTRACE_SINGLESTEP: one instruction, then a SIGTRAP (TRAP_TRACE); asked with ITraceControl.SingleStep.</summary>
+    SingleStep,
 }
 
 /// <summary>The resume a stopped task will get when nothing holds it any more: how, and the signal to deliver.</summary>
@@ -78,6 +81,10 @@ internal sealed class TaskState(int tid, int tgid)
     public bool DetachWhenStarted;  // a new process we do not follow
     public bool SeenByParent;       // its parent's clone/fork event has been handled
 
+    // ITraceControl.SingleStep (StopLoop.Step.cs).
+    public bool StepRequested;      // the current stop is to be resumed with PTRACE_SINGLESTEP
+    public bool Stepping;           // resumed with PTRACE_SINGLESTEP: its next SIGTRAP TRAP_TRACE is the step
+    public bool StopDeferred;       // stopped for another thread's step: its wait status waits in the deferred list
 
     public bool IsStopped => Phase == TaskPhase.Stopped;
 }
@@ -110,6 +117,7 @@ internal readonly ref struct TaskStop
         {
             ResumeKind.Syscall => Ptrace.SYSCALL,
             ResumeKind.Listen => Ptrace.LISTEN,
+            ResumeKind.SingleStep => Ptrace.SINGLESTEP,
             _ => Ptrace.CONT,
         };
         // ESRCH: killed while stopped; its death is reported next, so it counts as running until then.

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using Nozoki.Arch;
 using Nozoki.Native;
 using Nozoki.Probes;
 using Nozoki.Tracing;
@@ -71,7 +72,7 @@ internal sealed unsafe class UprobeHits : IDisposable
     private int _version;
     private byte[] _batch = new byte[1 << 16];
     private readonly List<(ulong Time, int Offset, int Length, Ring Ring)> _records = [];
-    private readonly ulong[] _regs = new ulong[24];
+    private readonly ulong[] _regs = new ulong[X86_64.PerfRegCount];
     // The monitor reads the rings without the gate (the reader may sit in a blocked write holding it): the ring table
     // and the mappings change only under this lock too, and _holding is guarded by it.
     private readonly Lock _ringsLock = new();
@@ -439,8 +440,7 @@ internal sealed unsafe class UprobeHits : IDisposable
             Pid = pid,
             Tid = tid,
             Probe = reg.Probe,
-            Registers = new X86Registers(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[16], r[17], r[18], r[19], r[20], r[21], r[22], r[23],
-                r[8], r[9], 0, 0),
+            Registers = X86_64.FromPerfRegisters(r),
             Stack = stack,
         });
     }
@@ -448,8 +448,7 @@ internal sealed unsafe class UprobeHits : IDisposable
     /// <summary>perf's x86 register numbers (PERF_REG_X86_*) for the registers the arguments read, and the stack pointer.</summary>
     private static ulong RegsMask(IReadOnlyList<ArgSpec> args, out bool stack)
     {
-        const int SP = 7, IP = 8;
-        var mask = 1UL << SP | 1UL << IP;
+        var mask = 1UL << X86_64.PerfRegSp | 1UL << X86_64.PerfRegIp;
         stack = false;
         foreach (var a in args)
         {
@@ -468,13 +467,7 @@ internal sealed unsafe class UprobeHits : IDisposable
         return mask;
     }
 
-    private static ulong Bit(X86Register r) => r switch
-    {
-        >= X86Register.Rax and <= X86Register.Rsp => 1UL << ((int)r - (int)X86Register.Rax),
-        >= X86Register.R8 and <= X86Register.R15 => 1UL << (16 + (int)r - (int)X86Register.R8),
-        X86Register.Rip => 1UL << 8,
-        _ => 0,
-    };
+    private static ulong Bit(X86Register r) => X86_64.PerfRegBit(r);
 
     /// <summary>Paths by which the kernel finds the very file the process mapped: map_files, then its root, then ours.</summary>
     private static IEnumerable<string> KernelPaths(Procfs.MappedObject obj)

@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using Nozoki.Arch;
+using Nozoki.Breakpoints;
 using Nozoki.Elf;
 using Nozoki.Memory;
 using Nozoki.Native;
@@ -75,23 +77,23 @@ public sealed class UsdtOptions
 /// <summary>
 /// Traces USDT probes, with kernel uprobes (see <see cref="UprobeHits"/>: the thread records its registers and runs
 /// on) or with int3 breakpoints through ptrace. The process is always ptrace-attached: the tracer needs its thread,
-/// fork, exec and dlopen events to arm everything before it runs. A breakpoint site is a one-byte `nop`, so after the int3 traps the thread's
-/// instruction pointer already points past the site: resuming it is the emulation, with no single-step stop and no
-/// window in which another thread could run the site unpatched. Semaphores are incremented while armed. Objects
-/// mapped later (dlopen) are found through the dynamic linker's rendezvous hook `_dl_debug_state`, which ld.so
-/// calls after every change of its link map (the way gdb does it); that hook is a `ret`, emulated by popping the
-/// return address. Everything patched is restored before detaching.
+/// fork, exec and dlopen events to arm everything before it runs. Breakpoints are the session's
+/// <see cref="BreakpointSet"/>; a site is a one-byte `nop`, so after the int3 traps the thread's instruction pointer
+/// already points past the site: resuming it is the emulation, with no single-step stop and no window in which
+/// another thread could run the site unpatched. Semaphores are incremented while armed. Objects mapped later (dlopen)
+/// are found through the dynamic linker's rendezvous hook (<see cref="LinkMapWatcher"/>). Everything patched is
+/// restored before detaching.
 /// </summary>
 public sealed class UsdtTracer : ITraceObserver, IDisposable
 {
-    private const byte Int3 = 0xCC, Nop = 0x90, Ret = 0xC3;
-    private static readonly byte[] EndBr64 = [0xF3, 0x0F, 0x1E, 0xFA];
-
     private readonly IReadOnlyList<ProbePattern> _patterns;
     private readonly IUsdtSink _sink;
     private readonly UsdtOptions _options;
     private readonly ProbeResolver _resolver = new();
     private readonly Dictionary<int, ProcessProbes> _processes = [];
+    private readonly BreakpointSet _breakpoints = new();
+    private readonly LinkMapWatcher _linkMap;
+    private byte[] _stringBuffer = [];
     private readonly Dictionary<int, string> _comms = [];
     private UsdtArgument[] _args = new UsdtArgument[12];
     private long _hits;
@@ -110,6 +112,18 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         _patterns = patterns;
         _sink = sink;
         _options = options ?? new UsdtOptions();
+        _linkMap = new LinkMapWatcher(_breakpoints, new LinkMapListener(this));
+    }
+
+    /// <summary>ld.so changed its link map (dlopen, dlclose): arm what is new.</summary>
+    private sealed class LinkMapListener(UsdtTracer tracer) : ILinkMapListener
+    {
+        public void OnLinkMapChanged(int pid, bool consistent)
+        {
+            if (!tracer._processes.TryGetValue(pid, out var p)) return;
+            tracer.Arm(p);
+            if (p.StartupPending && consistent) tracer.StartupScanned(p);
+        }
     }
 
     /// <summary>
@@ -135,7 +149,11 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     /// <summary>Whether a probe site matched the patterns in any traced process at any time of the session.</summary>
     public bool AnyProbeMatched { get; private set; }
 
-    public void OnStarted(ITraceControl control) => _control = control;
+    public void OnStarted(ITraceControl control)
+    {
+        _control = control;
+        _breakpoints.OnStarted(control);
+    }
 
     private sealed class ArmedSite(ResolvedProbe probe, bool uprobe)
     {
@@ -148,12 +166,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         public readonly int Pid = pid;
         public readonly Dictionary<ulong, ArmedSite> Sites = [];
         public readonly Dictionary<ulong, int> Semaphores = [];
-        public readonly HashSet<ulong> Disarmed = [];
         public readonly HashSet<int> Threads = [];
-        public ulong RendezvousAddress;
-        public bool RendezvousTried;
-        public ulong DebugAddress;          // the loader's _r_debug, 0 if unknown
-        public int RendezvousHits;
         public bool StartupPending;         // the libraries of its start-up are still to be mapped
     }
 
@@ -188,6 +201,8 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         // A new program: the old sites are gone with the old memory (and its other threads with it).
         lock (_gate) _uprobes?.CloseProcess(pid);
         _processes.Remove(pid);
+        _breakpoints.OnExec(pid);
+        _linkMap.Forget(pid);
         lock (_gate) _comms.Clear();
         var p = Get(pid);
         p.Threads.Add(pid);
@@ -203,7 +218,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     private void WatchStartup(ProcessProbes p)
     {
         if (!_options.Launched || p.Pid != _launchedPid) return;
-        if (p.RendezvousAddress == 0) StartupScanned(p);
+        if (!_linkMap.IsWatching(p.Pid)) StartupScanned(p);
         else p.StartupPending = true;
     }
 
@@ -223,17 +238,6 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
 
         Problem($"no probe site matches {string.Join(", ", _patterns)} in PID {p.Pid} ({program}) nor in the libraries it loaded at start-up; "
             + "pending: objects it loads later (dlopen) and programs it executes are searched too");
-    }
-
-    /// <summary>At a hit of the loader's hook: whether its link map is consistent again (r_debug.r_state == RT_CONSISTENT).</summary>
-    private static bool LinkMapConsistent(ProcessProbes p)
-    {
-        p.RendezvousHits++;
-        Span<byte> state = stackalloc byte[4];
-        // struct r_debug { int r_version; struct link_map *r_map; ElfW(Addr) r_brk; enum r_state; ... }: r_state at 24.
-        if (p.DebugAddress == 0 || ProcessMemory.Read(p.Pid, p.DebugAddress + 24, state).BytesRead != 4)
-            return p.RendezvousHits >= 2; // at start-up ld.so calls the hook with RT_ADD, then with RT_CONSISTENT
-        return BinaryPrimitives.ReadInt32LittleEndian(state) == 0;
     }
 
     private ProcessProbes Get(int pid)
@@ -269,20 +273,19 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
             }
 
             if (ProcessMemory.Read(p.Pid, probe.Address, original).BytesRead != 1) continue;
-            if (original[0] != Nop)
+            if (original[0] != X86_64.Nop)
             {
                 _sink.OnProblem($"{probe.Site.FullName} at 0x{probe.Address:x} in {probe.ObjectPath}: the site is not a nop (0x{original[0]:x2}); not armed");
                 continue;
             }
 
-            if (ProcessMemoryWriter.Write(p.Pid, probe.Address, [Int3]) != 0) continue;
+            if (_breakpoints.For(p.Pid).Insert(probe.Address) != 0) continue;
             p.Sites[probe.Address] = new ArmedSite(probe, uprobe: false);
-            p.Disarmed.Remove(probe.Address);
             if (probe.HasSemaphore) AddToSemaphore(p, probe.SemaphoreAddress, +1);
             added++;
         }
 
-        ArmRendezvous(p, scan.Objects);
+        if (_linkMap.Watch(p.Pid, out _) is { } problem) Problem(problem);
         if (added > 0)
         {
             lock (_gate) _sink.OnArmed(p.Pid, added);
@@ -349,7 +352,6 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         }
 
         p.Sites[probe.Address] = new ArmedSite(probe, uprobe: true);
-        p.Disarmed.Remove(probe.Address);
         UprobeSites++;
         return true;
     }
@@ -370,52 +372,19 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         if (ProcessMemoryWriter.Write(p.Pid, address, b) == 0) p.Semaphores[address] = p.Semaphores.GetValueOrDefault(address) + delta;
     }
 
-    /// <summary>Puts a breakpoint on the `ret` of ld.so's _dl_debug_state, so that dlopen'ed objects get armed.</summary>
-    private void ArmRendezvous(ProcessProbes p, IReadOnlyList<MappedObject> objects)
-    {
-        if (p.RendezvousTried) return;
-        p.RendezvousTried = true;
-        // The loader's file is read through map_files when we may (root), else by its path.
-        if (ProbeResolver.FindLoaderHook(p.Pid) is not { } hook)
-        {
-            if (objects.Any(o => Path.GetFileName(o.Path).StartsWith("ld-", StringComparison.Ordinal)))
-                Problem($"PID {p.Pid}: the dynamic loader's _dl_debug_state was not found; objects loaded later will not be probed");
-            return;
-        }
-
-        var address = hook.Address;
-        Span<byte> code = stackalloc byte[5];
-        if (ProcessMemory.Read(p.Pid, address, code).BytesRead != 5) return;
-        // `void _dl_debug_state (void) {}`: a ret, after an endbr64 where CET is on.
-        var retOffset = code[..4].SequenceEqual(EndBr64) ? 4 : 0;
-        if (code[retOffset] != Ret)
-        {
-            Problem($"{hook.Loader.Path}: _dl_debug_state is not a plain ret; objects loaded later will not be probed");
-            return;
-        }
-
-        address += (ulong)retOffset;
-        if (ProcessMemoryWriter.Write(p.Pid, address, [Int3]) != 0) return;
-        p.RendezvousAddress = address;
-        p.DebugAddress = ProbeResolver.FindLoaderDebug(hook.Loader) ?? 0;
-    }
-
     public bool OnBreakpoint(in BreakpointStop stop)
     {
-        if (!_processes.TryGetValue(stop.Pid, out var p) || !stop.TryGetRegisters(out var regs)) return false;
-        var address = regs.Rip - 1;
-        if (address == p.RendezvousAddress && p.RendezvousAddress != 0)
+        if (!_processes.TryGetValue(stop.Pid, out var p)) return false;
+        switch (_breakpoints.Classify(stop, out var address, out var regs))
         {
-            Arm(p);
-            if (p.StartupPending && LinkMapConsistent(p)) StartupScanned(p);
-            return stop.EmulateReturn();
+            case BreakpointSet.Trap.NotOurs:
+                return false;
+            case BreakpointSet.Trap.Stale:
+                return true;
         }
 
-        if (!p.Sites.TryGetValue(address, out var site))
-        {
-            // Trapped on a site just before it was disarmed: run the original nop again.
-            return p.Disarmed.Contains(address) && stop.SetInstructionPointer(address);
-        }
+        if (_linkMap.OnHit(stop, address)) return true;
+        if (!p.Sites.TryGetValue(address, out var site)) return _breakpoints.StepOver(stop, address);
 
         lock (_gate)
         {
@@ -426,8 +395,10 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
             _sink.Flush();
         }
 
-        return true;
+        return _breakpoints.StepOver(stop, address);
     }
+
+    public void OnSingleStep(in StepStop stop) => _breakpoints.OnSingleStep(stop);
 
     /// <summary>Evaluates and reports one hit, counting it against --count. Caller holds the gate.</summary>
     private void Report<TMemory>(DateTime time, int pid, int tid, in X86Registers regs, ref TMemory memory, ResolvedProbe probe)
@@ -511,7 +482,9 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     private string? ReadString(int tid, ulong address)
     {
         if (address == 0) return "(null)";
-        var buffer = new byte[_options.MaxStringLength];
+        // One buffer for every hit (Report runs under the gate): a hit must not allocate more than its text.
+        if (_stringBuffer.Length != _options.MaxStringLength) _stringBuffer = new byte[_options.MaxStringLength];
+        var buffer = _stringBuffer;
         // Read page by page: a string near the end of a mapping must not fail as a whole.
         var done = 0;
         while (done < buffer.Length)
@@ -562,8 +535,8 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
             var child = Get(newPid);
             foreach (var (address, site) in parent.Sites) child.Sites[address] = site;
             foreach (var (address, count) in parent.Semaphores) child.Semaphores[address] = count;
-            child.RendezvousAddress = parent.RendezvousAddress;
-            child.RendezvousTried = parent.RendezvousTried;
+            _breakpoints.OnNewProcess(parentPid, newPid, follow: true);
+            _linkMap.OnNewProcess(parentPid, newPid, follow: true);
             child.Threads.Add(newTid);
             OpenUprobes(child, newTid);
             return;
@@ -571,6 +544,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
 
         // A vfork child shares the parent's memory until it execs: restoring "its" bytes would disarm the parent.
         if (Kcmp.SameMemory(parentPid, newPid)) return;
+        _breakpoints.OnNewProcess(parentPid, newPid, follow: false);
 
         // Not followed: the child has not run yet; give it back its original bytes and semaphores before it does.
         // Uprobe sites are the kernel's, but the child's copy has their int3 and semaphore counts (+1 per site) too;
@@ -578,13 +552,12 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         var copy = new ProcessProbes(newPid);
         foreach (var (address, site) in parent.Sites)
         {
-            copy.Sites[address] = site;
+            if (site.Uprobe) copy.Sites[address] = site;
             if (site.Uprobe && site.Probe.HasSemaphore)
                 copy.Semaphores[site.Probe.SemaphoreAddress] = copy.Semaphores.GetValueOrDefault(site.Probe.SemaphoreAddress) + 1;
         }
 
         foreach (var (address, count) in parent.Semaphores) copy.Semaphores[address] = copy.Semaphores.GetValueOrDefault(address) + count;
-        copy.RendezvousAddress = parent.RendezvousAddress;
         Disarm(copy, uprobeSitesToo: true);
     }
 
@@ -616,20 +589,20 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         // Closing the events drains what is left and has the kernel restore the bytes and semaphores.
         lock (_gate) _uprobes?.CloseProcess(pid);
         if (_processes.Remove(pid, out var p)) Disarm(p);
+        _breakpoints.OnDetaching(pid);
+        _linkMap.Forget(pid);
     }
 
     private void Disarm(ProcessProbes p, bool uprobeSitesToo = false)
     {
+        // Breakpoint sites are the BreakpointSet's to restore; uprobe sites only in a fork child's copy, where the
+        // kernel's int3 (over a nop) is left without its uprobe.
         foreach (var (address, site) in p.Sites)
         {
-            if (site.Uprobe && !uprobeSitesToo) continue;
-            ProcessMemoryWriter.Write(p.Pid, address, [Nop]);
-            p.Disarmed.Add(address);
+            if (site.Uprobe && uprobeSitesToo) ProcessMemoryWriter.Write(p.Pid, address, [X86_64.Nop]);
         }
 
         p.Sites.Clear();
-        if (p.RendezvousAddress != 0) ProcessMemoryWriter.Write(p.Pid, p.RendezvousAddress, [Ret]);
-        p.RendezvousAddress = 0;
         foreach (var (address, count) in p.Semaphores.ToArray()) AddToSemaphore(p, address, -count);
         p.Semaphores.Clear();
     }
@@ -640,6 +613,8 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         {
             _uprobes?.CloseProcess(pid);
             _processes.Remove(pid);
+            _breakpoints.OnProcessExited(pid);
+            _linkMap.Forget(pid);
             _sink.OnProcessExited(pid, status);
         }
     }

@@ -1,5 +1,6 @@
 using Nozoki.Tracing;
 
+// x86_64 facts live in Arch/; the types keep the namespace they were published in.
 namespace Nozoki.Probes;
 
 /// <summary>Reads registers by <see cref="X86Register"/> from the session's register set.</summary>

@@ -1,0 +1,138 @@
+using Nozoki.Native;
+using Nozoki.Procfs;
+
+namespace Nozoki.Tracing;
+
+/// <summary>
+/// Single-step (ITraceControl.SingleStep), for a breakpoint's step-over: the stepping thread must be the only one of
+/// its process that runs, or another could run through the site while its original instruction is back in place.
+/// The other threads are interrupted and their stops collected at once (waitpid on each), then handled only after
+/// the step trap, in the order they came, as if waitpid had returned them then.
+/// </summary>
+internal sealed partial class StopLoop
+{
+    private readonly List<(int Tid, int Status)> _deferredStops = [];
+    private readonly HashSet<int> _steppingProcesses = [];
+
+    public bool SingleStep(int tid)
+    {
+        if (_detaching || !_tasks.TryGetValue(tid, out var t) || !t.IsStopped || _steppingProcesses.Contains(t.Tgid)) return false;
+        StopOthers(t);
+        t.StepRequested = true;
+        return true;
+    }
+
+    /// <summary>Stops every other thread of t's process that may run, collecting its stop for later.</summary>
+    private void StopOthers(TaskState t)
+    {
+        foreach (var u in _tasks.Values)
+        {
+            // In a stop already, not started yet (a newborn runs nothing before its first stop), listening in a
+            // group-stop or gone: it runs no instruction of the process meanwhile.
+            if (u == t || u.Tgid != t.Tgid || u.StopDeferred || u.Phase is not (TaskPhase.Running or TaskPhase.InSyscall)) continue;
+            // ESRCH: gone already (a zombie); its death is reported to the main wait.
+            if (!PtraceResult.Request(Ptrace.INTERRUPT, u.Tid, 0).Done) continue;
+            if (!WaitForInterruptStop(u.Tid, out var status)) continue;
+            u.StopDeferred = true;
+            _deferredStops.Add((u.Tid, status));
+        }
+    }
+
+    /// <summary>
+    /// Waits for the stop of an interrupted thread: it must be seen stopped, as the interrupt reaches a thread running
+    /// on another CPU only after a few more of its instructions. It comes within microseconds, except from a thread
+    /// group leader that exited meanwhile: its death is not reported while other threads live (ours, stopped), so
+    /// waiting for it would never end. Such a one is dead and runs nothing: false.
+    /// </summary>
+    private static bool WaitForInterruptStop(int tid, out int status)
+    {
+        for (var spins = 0; ; spins++)
+        {
+            var r = PosixSpawn.WaitPid(tid, Wait.Tracees | Wait.WNOHANG, out status);
+            if (r == tid) return true;
+            if (r < 0) return false;
+            if (spins < 1000)
+            {
+                Thread.Yield();
+                continue;
+            }
+
+            if (ProcessInfo.TryRead(tid) is not { State: not ('Z' or 'X') }) return false;
+            Thread.Sleep(1);
+        }
+    }
+
+    /// <summary>
+    /// The resume of a thread that asked to step (or whose step a signal stop interrupted: the step goes on, as the
+    /// other threads wait for it) is a single-step, whatever holds it, unless the session is detaching.
+    /// </summary>
+    private bool StepResume(TaskState t, ref ResumeKind kind)
+    {
+        if (t.StepRequested)
+        {
+            t.StepRequested = false;
+            if (_detaching) return false;
+            t.Stepping = true;
+            _steppingProcesses.Add(t.Tgid);
+        }
+
+        if (!t.Stepping || _detaching) return false;
+        kind = ResumeKind.SingleStep;
+        return true;
+    }
+
+    /// <summary>The SIGTRAP of a thread resumed with PTRACE_SINGLESTEP (TRAP_BRKPT when the step was a syscall instruction).</summary>
+    private bool StepTrap(TaskState t, int code)
+    {
+        if (!t.Stepping || code is not (Ptrace.TRAP_TRACE or Ptrace.TRAP_BRKPT)) return false;
+        StepDone(t, completed: true);
+        Resume(t, 0);
+        return true;
+    }
+
+    private void StepDone(TaskState t, bool completed)
+    {
+        t.Stepping = false;
+        _steppingProcesses.Remove(t.Tgid);
+        observer.OnSingleStep(new StepStop(t.Tgid, t.Tid, completed));
+    }
+
+    /// <summary>Handles the stops collected by StopOthers once no step is under way in their process.</summary>
+    private void ReplayDeferredStops()
+    {
+        for (var i = 0; i < _deferredStops.Count;)
+        {
+            var (tid, status) = _deferredStops[i];
+            if (!_tasks.TryGetValue(tid, out var u))
+            {
+                _deferredStops.RemoveAt(i);
+                continue;
+            }
+
+            if (_steppingProcesses.Contains(u.Tgid))
+            {
+                i++;
+                continue;
+            }
+
+            _deferredStops.RemoveAt(i);
+            u.StopDeferred = false;
+            HandleStopCore(tid, status);
+            i = 0; // that stop may have started a step (and deferred more stops)
+        }
+    }
+
+    /// <summary>At detach: a step under way will not be waited for; the stops it deferred are handled (and kept) first.</summary>
+    private void ReplayDeferredStopsWhileDetaching()
+    {
+        _steppingProcesses.Clear();
+        while (_deferredStops.Count > 0)
+        {
+            var (tid, status) = _deferredStops[0];
+            _deferredStops.RemoveAt(0);
+            if (!_tasks.TryGetValue(tid, out var u)) continue;
+            u.StopDeferred = false;
+            HandleStopWhileDetaching(tid, status);
+        }
+    }
+}
