@@ -11,6 +11,13 @@ internal static class Errors
     /// </summary>
     public static Exception? Unwrap(Exception? e) => e is AggregateException { InnerExceptions: [var first, ..] } ? first : e;
 
+    /// <summary>After a session: says how much output was given up, if any (on stderr, which may itself be full).</summary>
+    public static void ReportDropped()
+    {
+        if (FdWriter.Dropped > 0)
+            FdWriter.Stderr.Write(System.Text.Encoding.UTF8.GetBytes($"nozoki: {FdWriter.Dropped} bytes of output were dropped: the reader did not take them before nozoki was told to stop\n"));
+    }
+
     public static int Report(Exception e)
     {
         var code = e switch

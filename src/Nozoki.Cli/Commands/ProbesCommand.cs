@@ -4,7 +4,6 @@ using System.Text;
 using System.Text.Json;
 using Nozoki.Cli.Output;
 using Nozoki.Elf;
-using Nozoki.Native;
 using Nozoki.Probes;
 using Nozoki.Tracing;
 
@@ -75,11 +74,11 @@ internal static class ProbesCommand
     {
         if (path.Length == 0) return Usage("probes: the file name is empty");
         // Before opening: opening a FIFO would wait for a writer forever, and reading /dev/zero would never end.
-        var errno = PathFiles.GetKind(path, out var kind);
-        if (errno is Errno.ENOENT or Errno.ENOTDIR) return Fail(ReturnCode.NotFound, $"{path}: no such file");
-        if (errno == Errno.EACCES) return Fail(ReturnCode.PermissionDenied, $"{path}: permission denied");
-        if (errno != 0) return Fail(ReturnCode.Error, $"{path}: {Libc.StrError(errno)}");
-        if (kind != FileKind.Regular) return Usage($"{path}: is {PathFiles.Describe(kind)}, not an ELF file");
+        var stat = FileKinds.Get(path, out var kind);
+        if (stat.Name is "ENOENT" or "ENOTDIR") return Fail(ReturnCode.NotFound, $"{path}: no such file");
+        if (stat.Name is "EACCES") return Fail(ReturnCode.PermissionDenied, $"{path}: permission denied");
+        if (!stat.IsOk) return Fail(ReturnCode.Error, $"{path}: {stat.Message}");
+        if (kind != FileKind.Regular) return Usage($"{path}: is {kind.Describe()}, not an ELF file");
 
         List<ProbeSite> sites;
         try

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using Nozoki.Cli.Output;
-using Nozoki.Native;
 using Nozoki.Syscalls;
 using Nozoki.Trace;
 using Nozoki.Tracing;
@@ -155,23 +154,26 @@ internal static class TraceCommand
 
     private static int Run(TraceRequest o)
     {
-        SafeHandle? file = null;
         FdWriter writer;
         if (o.Output is { } path)
         {
-            // By errno, as strace says it ("Can't fopen '/tmp': Is a directory"); exit 1, as strace's.
-            file = PathFiles.OpenForWriting(path, out var errno);
-            if (file is null) return Report($"cannot open '{path}' (-o): {Libc.StrError(errno)}", ReturnCode.Error);
-
-            writer = new FdWriter((int)file.DangerousGetHandle(), path);
+            try
+            {
+                writer = FdWriter.Create(path);
+            }
+            catch (OutputOpenException e)
+            {
+                // By errno, as strace says it ("Can't fopen '/tmp': Is a directory"); exit 1, as strace's.
+                return Report($"cannot open '{path}' (-o): {e.Error.Message}", ReturnCode.Error);
+            }
         }
         else
         {
             writer = FdWriter.Stderr;
         }
 
-        using var fileOwner = file;
-        var toTerminal = o.Output is null && Fd.IsTerminal(2);
+        using var fileOwner = writer;
+        var toTerminal = o.Output is null && FdWriter.Stderr.IsTerminal;
         var paint = o.Color switch { "always" => true, "never" => false, _ => toTerminal };
         TraceOutput sink = o.Json
             ? (TraceOutput)new JsonTraceSink(writer, buffered: o.Output is not null, o.Quiet)
@@ -258,7 +260,7 @@ internal static class TraceCommand
         {
             if (launched)
             {
-                if (s != PosixSignal.SIGINT) Libc.kill(sessions[0].TargetPid, StopSignals.Number(s));
+                if (s != PosixSignal.SIGINT) Signals.Send(sessions[0].TargetPid, StopSignals.Number(s));
                 return;
             }
 
@@ -278,7 +280,7 @@ internal static class TraceCommand
         sink.Flush();
         if (o.Count) sink.WriteSummary(tracer.Statistics());
         sink.Flush();
-        FdWriter.ReportDropped();
+        Errors.ReportDropped();
         if (error is not null) return Errors.Report(error);
         // The trace was lost from there on: an error, whatever the command's status (strace's "FILE: No space left").
         if (sink.Failure is { } failure) return Report(failure.Message, ReturnCode.Error);

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using Nozoki.Cli.Output;
-using Nozoki.Native;
 using Nozoki.Probes;
 using Nozoki.Tracing;
 using Nozoki.Usdt;
@@ -156,12 +155,12 @@ internal static class UsdtCommand
             }
             else if (s != PosixSignal.SIGINT)
             {
-                Libc.kill(started.TargetPid, StopSignals.Number(s));
+                Signals.Send(started.TargetPid, StopSignals.Number(s));
             }
         });
 
         var result = started.Completion.GetAwaiter().GetResult();
-        FdWriter.ReportDropped();
+        Errors.ReportDropped();
         ExitStatus? exit = launched ? started.WaitForCommand() : null;
         if (Errors.Unwrap(result.Error) is { } error and not OutputClosedException) return Errors.Report(error);
         if (Errors.Unwrap(tracer.ReaderError) is { } readerError and not OutputClosedException) return Errors.Report(readerError);

@@ -74,7 +74,7 @@ internal sealed class JsonMirrorSink : IMirrorSink
         Begin(DateTime.UtcNow);
         _json.WriteString("event", "exited"u8);
         _json.WriteNumber("pid", pid);
-        if (status.Signaled) _json.WriteString("signal", Nozoki.Native.Signals.Name(status.Signal));
+        if (status.Signaled) _json.WriteString("signal", Signals.Name(status.Signal));
         else _json.WriteNumber("status", status.Code);
         End();
     }

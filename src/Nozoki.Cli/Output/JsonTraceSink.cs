@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Buffers.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using Nozoki.Native;
 using Nozoki.Syscalls;
 using Nozoki.Trace;
 using Nozoki.Tracing;

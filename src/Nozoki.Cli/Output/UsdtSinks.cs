@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using Nozoki.Native;
 using Nozoki.Probes;
 using Nozoki.Tracing;
 using Nozoki.Usdt;

@@ -1,7 +1,7 @@
 namespace Nozoki.Syscalls;
 
 /// <summary>errno names and messages as strace prints them ("ENOENT (No such file or directory)").</summary>
-internal static partial class Errnos
+static partial class Errnos
 {
     public static string? Name(int errno)
     {
