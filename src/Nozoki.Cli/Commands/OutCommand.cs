@@ -65,7 +65,7 @@ internal static class OutCommand
         {
             session = TraceSession.Attach(o.Pid, new OutputMirror(sink, o.Fds), new TraceOptions { FollowForks = o.Follow });
         }
-        catch (TraceException e)
+        catch (NozokiException e)
         {
             return Errors.Report(e);
         }

@@ -75,9 +75,10 @@ internal static class ProbesCommand
         if (path.Length == 0) return Usage("probes: the file name is empty");
         // Before opening: opening a FIFO would wait for a writer forever, and reading /dev/zero would never end.
         var stat = FileKinds.Get(path, out var kind);
-        if (stat.Name is "ENOENT" or "ENOTDIR") return Fail(ReturnCode.NotFound, $"{path}: no such file");
-        if (stat.Name is "EACCES") return Fail(ReturnCode.PermissionDenied, $"{path}: permission denied");
-        if (!stat.IsOk) return Fail(ReturnCode.Error, $"{path}: {stat.Message}");
+        var code = Errors.Code(stat);
+        if (code == ReturnCode.NotFound) return Fail(code, $"{path}: no such file");
+        if (code == ReturnCode.PermissionDenied) return Fail(code, $"{path}: permission denied");
+        if (!stat.IsOk) return Fail(code, $"{path}: {stat.Message}");
         if (kind != FileKind.Regular) return Usage($"{path}: is {kind.Describe()}, not an ELF file");
 
         List<ProbeSite> sites;
@@ -88,16 +89,15 @@ internal static class ProbesCommand
         }
         catch (ElfFormatException e)
         {
-            return Fail(e.Kind == ElfErrorKind.Malformed ? ReturnCode.Usage : ReturnCode.NotTraceable,
-                e.Kind == ElfErrorKind.Malformed ? $"malformed ELF file {e.Message}" : e.Message);
+            return Errors.Report(e, e.Kind == ElfErrorKind.Malformed ? $"malformed ELF file {e.Message}" : e.Message);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
-            return Fail(ReturnCode.NotFound, $"{path}: no such file");
+            return Errors.Report(e, $"{path}: no such file");
         }
-        catch (UnauthorizedAccessException)
+        catch (UnauthorizedAccessException e)
         {
-            return Fail(ReturnCode.PermissionDenied, $"{path}: permission denied");
+            return Errors.Report(e, $"{path}: permission denied");
         }
         catch (IOException e)
         {

@@ -86,7 +86,7 @@ internal static partial class RunCommand
         {
             session = TraceSession.Launch(argv, painter, new TraceOptions { Filter = filter, FollowForks = true });
         }
-        catch (Exception e) when (e is TraceException or IOException)
+        catch (Exception e) when (e is NozokiException or IOException)
         {
             return Errors.Report(e);
         }

@@ -246,7 +246,7 @@ internal static class TraceCommand
                     Started(TraceSession.Attach(pid, tracer, new TraceOptions { FollowForks = o.Follow, TraceSyscalls = !noSyscalls }));
             }
         }
-        catch (Exception e) when (e is TraceException or IOException)
+        catch (Exception e) when (e is NozokiException or IOException)
         {
             foreach (var s in sessions) s.Dispose();
             sink.Flush();

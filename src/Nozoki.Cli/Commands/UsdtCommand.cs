@@ -88,7 +88,7 @@ internal static class UsdtCommand
 
             return Trace(tracer, () => TraceSession.Attach(pid, tracer, SessionOptions(options)), launched: false);
         }
-        catch (TraceException e)
+        catch (NozokiException e)
         {
             return Errors.Report(e);
         }
@@ -102,7 +102,7 @@ internal static class UsdtCommand
         {
             code = Trace(tracer, () => TraceSession.Launch(command, tracer, SessionOptions(options)), launched: true);
         }
-        catch (TraceException e)
+        catch (NozokiException e)
         {
             return Errors.Report(e);
         }
