@@ -63,7 +63,7 @@ internal static class OutCommand
         TraceSession session;
         try
         {
-            session = TraceSession.Attach(o.Pid, new OutputMirror(sink, o.Fds), new TraceOptions { FollowForks = o.Follow });
+            session = TraceSession.Attach(o.Pid, new OutputMirror(sink, o.Fds), Host.Options with { FollowForks = o.Follow });
         }
         catch (NozokiException e)
         {

@@ -66,7 +66,7 @@ internal static partial class RunCommand
             ChildProcess child;
             try
             {
-                child = ChildProcess.Start(argv);
+                child = ChildProcess.Start(argv, searchPath: Host.SearchPath);
             }
             catch (CommandNotStartedException e)
             {
@@ -84,7 +84,7 @@ internal static partial class RunCommand
         TraceSession session;
         try
         {
-            session = TraceSession.Launch(argv, painter, new TraceOptions { Filter = filter, FollowForks = true });
+            session = TraceSession.Launch(argv, painter, Host.Options with { Filter = filter, FollowForks = true });
         }
         catch (Exception e) when (e is NozokiException or IOException)
         {

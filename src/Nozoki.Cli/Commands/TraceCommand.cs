@@ -238,12 +238,12 @@ internal static class TraceCommand
                 if (o.Syscalls is { All: false } set && !noSyscalls)
                     filter = new SeccompFilter(set.Numbers().Select(n => new SeccompRule(n))
                         .Concat(set.UnknownRanges().Select(r => new SeccompRule(r.First, null, r.Last))));
-                Started(TraceSession.Launch(o.Argv, tracer, new TraceOptions { FollowForks = o.Follow, Filter = filter, TraceSyscalls = !noSyscalls }));
+                Started(TraceSession.Launch(o.Argv, tracer, Host.Options with { FollowForks = o.Follow, Filter = filter, TraceSyscalls = !noSyscalls }));
             }
             else
             {
                 foreach (var pid in o.Pids)
-                    Started(TraceSession.Attach(pid, tracer, new TraceOptions { FollowForks = o.Follow, TraceSyscalls = !noSyscalls }));
+                    Started(TraceSession.Attach(pid, tracer, Host.Options with { FollowForks = o.Follow, TraceSyscalls = !noSyscalls }));
             }
         }
         catch (Exception e) when (e is NozokiException or IOException)

@@ -71,7 +71,7 @@ internal static class UsdtCommand
     }
 
     private static TraceOptions SessionOptions(UsdtOptions o) =>
-        new() { TraceSyscalls = false, FollowForks = o.FollowForks, InterceptChildren = true };
+        Host.Options with { TraceSyscalls = false, FollowForks = o.FollowForks, InterceptChildren = true };
 
     private static int Attach(int pid, List<ProbePattern> patterns, IUsdtSink sink, UsdtOptions options)
     {
