@@ -69,8 +69,9 @@ internal sealed class JsonMirrorSink : IMirrorSink
         End();
     }
 
-    public void OnProcessExited(int pid, ExitStatus status)
+    public void OnProcessExited(in ProcessExit exit)
     {
+        var (pid, status, _) = exit;
         Begin(DateTime.UtcNow);
         _json.WriteString("event", "exited"u8);
         _json.WriteNumber("pid", pid);

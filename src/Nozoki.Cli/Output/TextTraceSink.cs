@@ -226,8 +226,9 @@ internal sealed class TextTraceSink(FdWriter writer, bool buffered, TextTraceSin
         Write(_line.Span);
     }
 
-    public override void OnProcessExited(int pid, ExitStatus status, long timestamp)
+    public override void OnProcessExited(in ProcessExit exit)
     {
+        var (pid, status, timestamp) = exit;
         Leader(pid, timestamp);
         if (style.Paint) _line.Append(Bold);
         if (status.Signaled)

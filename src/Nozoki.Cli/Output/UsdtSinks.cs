@@ -145,8 +145,9 @@ internal sealed class TextUsdtSink(bool quiet) : IUsdtSink
         if (!quiet) Say($"armed {sites} probe site{(sites == 1 ? "" : "s")} in PID {pid}");
     }
 
-    public void OnProcessExited(int pid, ExitStatus status)
+    public void OnProcessExited(in ProcessExit exit)
     {
+        var (pid, status, _) = exit;
         if (!quiet) Say($"PID {pid} {status}");
     }
 

@@ -397,7 +397,7 @@ public sealed class SyscallTracer : ITraceObserver
                 _open = null;
             }
 
-            if (_o.Print) _sink.OnProcessExited(pid, status, now);
+            if (_o.Print) _sink.OnProcessExited(new ProcessExit(pid, status, now));
             _taskCount = _tasks.Count;
             _sink.OnTaskCount(Math.Max(_taskCount, 1));
         }

@@ -18,7 +18,7 @@ public readonly record struct UsdtArgument(ArgStatus Status, ArgValue Value, str
 /// Where probe hits go. Calls never overlap: hits of breakpoint sites come from the ptrace thread while the hitting
 /// thread is stopped, hits of uprobe sites from the uprobe reader thread after the fact (the thread ran on).
 /// </summary>
-public interface IUsdtSink
+public interface IUsdtSink : ISessionSink
 {
     void OnHit(in UsdtHit hit, ReadOnlySpan<UsdtArgument> args);
 
@@ -28,11 +28,8 @@ public interface IUsdtSink
     /// <summary>Something nozoki could not do (an object it could not read, a site it would not patch).</summary>
     void OnProblem(string message);
 
+    /// <summary>Probe sites of pid were armed.</summary>
     void OnArmed(int pid, int sites) { }
-
-    void OnProcessExited(int pid, ExitStatus status) { }
-
-    void OnDetached(int pid) { }
 }
 
 /// <summary>How a probe site is trapped.</summary>
@@ -640,7 +637,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         {
             _uprobes?.CloseProcess(pid);
             _processes.Remove(pid);
-            _sink.OnProcessExited(pid, status);
+            _sink.OnProcessExited(new ProcessExit(pid, status, Trace.TraceClock.Now()));
         }
     }
 
