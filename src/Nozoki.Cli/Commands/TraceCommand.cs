@@ -193,7 +193,6 @@ internal static class TraceCommand
             Count = o.Count,
             SplitInterleaved = !o.Json,
             FollowForks = o.Follow,
-            Launched = launched,
             // To stderr, lines start at the call's entry, as strace's: a call that blocks shows while it blocks.
             LiveEntries = !o.Json && o.Output is null,
         });

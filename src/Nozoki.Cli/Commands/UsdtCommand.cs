@@ -55,11 +55,7 @@ internal static class UsdtCommand
                 },
             };
             IUsdtSink sink = r.GetValue(json) ? new JsonUsdtSink() : new TextUsdtSink(r.GetValue(quiet));
-            return target is { } p ? Attach(p, patterns, sink, options) : Launch(command, patterns, sink, new UsdtOptions
-            {
-                StringArguments = options.StringArguments, Count = options.Count, FollowForks = options.FollowForks, Launched = true,
-                Mechanism = options.Mechanism,
-            });
+            return target is { } p ? Attach(p, patterns, sink, options) : Launch(command, patterns, sink, options);
         });
         return cmd;
     }

@@ -260,7 +260,7 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
     private void Run()
     {
         var loop = new StopLoop(Pid, _options, _observer, () => _detachRequested);
-        _observer.OnStarted(loop);
+        _observer.OnStarted(new Control(loop, _launch is not null));
         loop.StartWaker();
         _loopForWake = loop;
         try
@@ -272,6 +272,18 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
             _loopForWake = null;
             loop.StopWaker();
         }
+    }
+
+    /// <summary>The stop loop's control, and whether the session launched its command.</summary>
+    private sealed class Control(ITraceControl loop, bool launched) : ITraceControl
+    {
+        public bool Launched => launched;
+
+        public void Park(int tid) => loop.Park(tid);
+
+        public bool Release(int tid) => loop.Release(tid);
+
+        public void Hold(int pid, bool hold) => loop.Hold(pid, hold);
     }
 
     private void RunLoop(StopLoop loop)

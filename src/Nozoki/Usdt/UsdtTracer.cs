@@ -62,9 +62,6 @@ public sealed class UsdtOptions
     /// <summary>Also probe children (fork/vfork); otherwise their inherited breakpoints are removed at birth.</summary>
     public bool FollowForks { get; init; }
 
-    /// <summary>The session launches the command (TraceSession.Launch) rather than attaching to it.</summary>
-    public bool Launched { get; init; }
-
     /// <summary>Data pages of each thread's uprobe ring buffer (a power of two); 0: sized by the thread count.</summary>
     public int UprobeRingPages { get; init; }
 }
@@ -132,7 +129,13 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     /// <summary>Whether a probe site matched the patterns in any traced process at any time of the session.</summary>
     public bool AnyProbeMatched { get; private set; }
 
-    public void OnStarted(ITraceControl control) => _control = control;
+    public void OnStarted(ITraceControl control)
+    {
+        _control = control;
+        _launched = control.Launched;
+    }
+
+    private bool _launched;
 
     private sealed class ArmedSite(ResolvedProbe probe, bool uprobe)
     {
@@ -166,7 +169,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     public void OnAttached(int pid, int threadCount)
     {
         // A launched command is reported attached at its exec, and OnExec for that same image follows at once.
-        if (_options.Launched) _skipExecOf = _launchedPid = pid;
+        if (_launched) _skipExecOf = _launchedPid = pid;
         var p = Get(pid);
         foreach (var tid in ProcessInfo.ReadThreadIds(pid)) p.Threads.Add(tid);
         p.Threads.Add(pid);
@@ -199,7 +202,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     /// </summary>
     private void WatchStartup(ProcessProbes p)
     {
-        if (!_options.Launched || p.Pid != _launchedPid) return;
+        if (!_launched || p.Pid != _launchedPid) return;
         if (p.RendezvousAddress == 0) StartupScanned(p);
         else p.StartupPending = true;
     }
