@@ -123,7 +123,8 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
             throw;
         }
 
-        if (cancellationToken.IsCancellationRequested)
+        // A launched command is returned even so: it runs on, untraced, and only its session can wait for it.
+        if (cancellationToken.IsCancellationRequested && _launch is null)
         {
             Completion.GetAwaiter().GetResult();
             throw new OperationCanceledException(cancellationToken);
