@@ -8,7 +8,7 @@ internal static class Program
 {
     private static int Main(string[] args)
     {
-        // A launched command starts as nozoki itself in a hidden mode (see LaunchStage); this never returns then.
+        // nozoki is its own launch stage (TraceSession.Launch re-executes it; see LaunchStage): this never returns then.
         Nozoki.Tracing.LaunchStage.RunIfRequested(args);
         if (args is ["__ticker", ..]) return TickerMode.Run(args[1..]);
 

@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using Nozoki.Native;
 
 namespace Nozoki.Cli;
 

@@ -65,7 +65,7 @@ public sealed partial class BreakpointTests
 
         public void OnSignal(in SignalStop stop)
         {
-            if (stop.Signal != Native.Signals.SIGTRAP) return;
+            if (stop.Signal != Signals.SIGTRAP) return;
             TrapSignals++;
             TrapCodes.Add(stop.Info.Code);
         }

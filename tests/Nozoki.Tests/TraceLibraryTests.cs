@@ -25,7 +25,7 @@ public sealed class TraceLibraryTests
 
         public void OnSignal(in SignalRecord record) => Signals++;
 
-        public void OnProcessExited(int pid, ExitStatus status, long timestamp) => Exit = status;
+        public void OnProcessExited(in ProcessExit exit) => Exit = exit.Status;
     }
 
     [Fact]

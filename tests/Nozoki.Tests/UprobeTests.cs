@@ -72,7 +72,7 @@ public sealed partial class UprobeTests
 
         var sink = new CollectingSink();
         var (tracer, result) = Launch([ProbesFixtures.Exe, "--loops", $"{loops}"], sink,
-            new UsdtOptions { Launched = true, Mechanism = mechanism });
+            new UsdtOptions { Mechanism = mechanism });
 
         Assert.Null(result.Error);
         Assert.Equal(new ExitStatus(0, 0), result.TargetExit);
@@ -108,7 +108,7 @@ public sealed partial class UprobeTests
         // bare machine, ~100,000 on a busy 2-CPU VM (a uprobe hit costs ~10 us there; with a sink of 200,000 hits/s
         // the ring never filled a quarter: no hold, nothing tested).
         var (tracer, result) = Launch([ProbesFixtures.Exe, "--loops", $"{loops}"], sink,
-            new UsdtOptions { Launched = true, Mechanism = UsdtMechanism.Uprobe }, "fixture:one");
+            new UsdtOptions { Mechanism = UsdtMechanism.Uprobe }, "fixture:one");
 
         Assert.Null(result.Error);
         Assert.Equal(new ExitStatus(0, 0), result.TargetExit);
@@ -128,7 +128,7 @@ public sealed partial class UprobeTests
         // 8 pages (32 KiB) hold a few dozen of these samples (2 KiB of stack each): they overflow long before the
         // monitor (every 2 ms) can hold the process, while the reader sleeps a second on its first hit.
         var (tracer, result) = Launch([ProbesFixtures.Exe, "--loops", $"{loops}"], sink,
-            new UsdtOptions { Launched = true, Mechanism = UsdtMechanism.Uprobe, UprobeRingPages = 8 });
+            new UsdtOptions { Mechanism = UsdtMechanism.Uprobe, UprobeRingPages = 8 });
 
         Assert.Null(result.Error);
         Assert.Equal(new ExitStatus(0, 0), result.TargetExit); // the process was never held up by the full buffer

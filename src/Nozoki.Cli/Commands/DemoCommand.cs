@@ -51,7 +51,7 @@ internal static class DemoCommand
             Console.WriteLine($"nozoki demo: detached. The ticker is {(alive ? "still running" : "NOT running")}: " +
                               $"State {info?.State}, TracerPid {info?.TracerPid}, and it wrote {after - before} more lines in the second after nozoki left.");
             var ok = alive && info!.TracerPid == 0 && after > before;
-            ticker.Signal(Nozoki.Native.Signals.SIGTERM);
+            ticker.Signal(Signals.SIGTERM);
             var exit = ticker.WaitForExit(TimeSpan.FromSeconds(5));
             Console.WriteLine($"nozoki demo: stopped the ticker ({exit?.ToString() ?? "still running"}). {(ok ? "All good." : "Something went wrong.")}");
             Console.WriteLine($"  Try it on your own processes: nozoki out PID   (Ctrl-C detaches; the process keeps running)");

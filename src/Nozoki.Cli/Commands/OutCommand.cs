@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using Nozoki.Cli.Output;
 using Nozoki.Mirror;
-using Nozoki.Native;
 using Nozoki.Tracing;
 
 namespace Nozoki.Cli.Commands;
@@ -49,7 +48,7 @@ internal static class OutCommand
     {
         "always" => true,
         "never" => false,
-        _ => Fd.IsTerminal(2),
+        _ => FdWriter.Stderr.IsTerminal,
     };
 
     internal sealed record MirrorOptions(int Pid, int[] Fds, bool Follow, bool Paint, bool Json, bool Quiet);
@@ -64,9 +63,9 @@ internal static class OutCommand
         TraceSession session;
         try
         {
-            session = TraceSession.Attach(o.Pid, new OutputMirror(sink, o.Fds), new TraceOptions { FollowForks = o.Follow });
+            session = TraceSession.Attach(o.Pid, new OutputMirror(sink, o.Fds), Host.Options with { FollowForks = o.Follow });
         }
-        catch (TraceException e)
+        catch (NozokiException e)
         {
             return Errors.Report(e);
         }
@@ -81,13 +80,13 @@ internal static class OutCommand
         // `nozoki out PID | head -1`: notice the reader has gone even while the tracee writes nothing.
         var watcher = new Thread(() =>
         {
-            if (Fd.WaitForHangup(1)) session.RequestDetach();
+            if (FdWriter.Stdout.WaitForHangup()) session.RequestDetach();
         }) { IsBackground = true, Name = "stdout hangup watcher" };
         watcher.Start();
         if (duration is { } d && !session.Completion.Wait(d)) session.RequestDetach();
 
         var result = session.Completion.GetAwaiter().GetResult();
-        FdWriter.ReportDropped();
+        Errors.ReportDropped();
         // The reader has gone (EPIPE): a normal end. Any other write failure lost output: an error (after the detach).
         if (Errors.Unwrap(result.Error) is OutputClosedException) return (int)ReturnCode.Success;
         if (result.Error is not null) return Errors.Report(Errors.Unwrap(result.Error)!);

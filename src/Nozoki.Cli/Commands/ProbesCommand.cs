@@ -4,7 +4,6 @@ using System.Text;
 using System.Text.Json;
 using Nozoki.Cli.Output;
 using Nozoki.Elf;
-using Nozoki.Native;
 using Nozoki.Probes;
 using Nozoki.Tracing;
 
@@ -75,11 +74,12 @@ internal static class ProbesCommand
     {
         if (path.Length == 0) return Usage("probes: the file name is empty");
         // Before opening: opening a FIFO would wait for a writer forever, and reading /dev/zero would never end.
-        var errno = PathFiles.GetKind(path, out var kind);
-        if (errno is Errno.ENOENT or Errno.ENOTDIR) return Fail(ReturnCode.NotFound, $"{path}: no such file");
-        if (errno == Errno.EACCES) return Fail(ReturnCode.PermissionDenied, $"{path}: permission denied");
-        if (errno != 0) return Fail(ReturnCode.Error, $"{path}: {Libc.StrError(errno)}");
-        if (kind != FileKind.Regular) return Usage($"{path}: is {PathFiles.Describe(kind)}, not an ELF file");
+        var stat = FileKinds.Get(path, out var kind);
+        var code = Errors.Code(stat);
+        if (code == ReturnCode.NotFound) return Fail(code, $"{path}: no such file");
+        if (code == ReturnCode.PermissionDenied) return Fail(code, $"{path}: permission denied");
+        if (!stat.IsOk) return Fail(code, $"{path}: {stat.Message}");
+        if (kind != FileKind.Regular) return Usage($"{path}: is {kind.Describe()}, not an ELF file");
 
         List<ProbeSite> sites;
         try
@@ -89,16 +89,15 @@ internal static class ProbesCommand
         }
         catch (ElfFormatException e)
         {
-            return Fail(e.Kind == ElfErrorKind.Malformed ? ReturnCode.Usage : ReturnCode.NotTraceable,
-                e.Kind == ElfErrorKind.Malformed ? $"malformed ELF file {e.Message}" : e.Message);
+            return Errors.Report(e, e.Kind == ElfErrorKind.Malformed ? $"malformed ELF file {e.Message}" : e.Message);
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
-            return Fail(ReturnCode.NotFound, $"{path}: no such file");
+            return Errors.Report(e, $"{path}: no such file");
         }
-        catch (UnauthorizedAccessException)
+        catch (UnauthorizedAccessException e)
         {
-            return Fail(ReturnCode.PermissionDenied, $"{path}: permission denied");
+            return Errors.Report(e, $"{path}: permission denied");
         }
         catch (IOException e)
         {

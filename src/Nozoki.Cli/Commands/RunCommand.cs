@@ -3,7 +3,6 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
 using Nozoki.Cli.Output;
-using Nozoki.Native;
 using Nozoki.Painting;
 using Nozoki.Tracing;
 
@@ -67,7 +66,7 @@ internal static partial class RunCommand
             ChildProcess child;
             try
             {
-                child = ChildProcess.Start(argv);
+                child = ChildProcess.Start(argv, searchPath: Host.SearchPath);
             }
             catch (CommandNotStartedException e)
             {
@@ -85,9 +84,9 @@ internal static partial class RunCommand
         TraceSession session;
         try
         {
-            session = TraceSession.Launch(argv, painter, new TraceOptions { Filter = filter, FollowForks = true });
+            session = TraceSession.Launch(argv, painter, Host.Options with { Filter = filter, FollowForks = true });
         }
-        catch (Exception e) when (e is TraceException or IOException)
+        catch (Exception e) when (e is NozokiException or IOException)
         {
             return Errors.Report(e);
         }
@@ -105,7 +104,7 @@ internal static partial class RunCommand
             lock (gate)
             {
                 commandPid = pid;
-                if (pending != 0) Libc.kill(pid, pending);
+                if (pending != 0) Signals.Send(pid, pending);
             }
         }
 
@@ -114,7 +113,7 @@ internal static partial class RunCommand
             c.Cancel = true;
             lock (gate)
             {
-                if (commandPid > 0) Libc.kill(commandPid, signo);
+                if (commandPid > 0) Signals.Send(commandPid, signo);
                 else pending = signo;
             }
         }
@@ -126,9 +125,9 @@ internal static partial class RunCommand
         private readonly byte[] _start = Encoding.ASCII.GetBytes($"\e[{sgr}m");
         private readonly byte[] _reset = "\e[0m"u8.ToArray();
 
-        public void Begin(int pid, int tid, int fd) => Fd.WriteAll(fd, _start);
+        public void Begin(int pid, int tid, int fd) => FdWriter.TryWriteAll(fd, _start);
 
-        public void End(int pid, int tid, int fd) => Fd.WriteAll(fd, _reset);
+        public void End(int pid, int tid, int fd) => FdWriter.TryWriteAll(fd, _reset);
     }
 
     private sealed class Registrations(params IDisposable[] items) : IDisposable

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using Nozoki.Cli.Output;
-using Nozoki.Native;
 using Nozoki.Syscalls;
 using Nozoki.Trace;
 using Nozoki.Tracing;
@@ -155,23 +154,26 @@ internal static class TraceCommand
 
     private static int Run(TraceRequest o)
     {
-        SafeHandle? file = null;
         FdWriter writer;
         if (o.Output is { } path)
         {
-            // By errno, as strace says it ("Can't fopen '/tmp': Is a directory"); exit 1, as strace's.
-            file = PathFiles.OpenForWriting(path, out var errno);
-            if (file is null) return Report($"cannot open '{path}' (-o): {Libc.StrError(errno)}", ReturnCode.Error);
-
-            writer = new FdWriter((int)file.DangerousGetHandle(), path);
+            try
+            {
+                writer = FdWriter.Create(path);
+            }
+            catch (OutputOpenException e)
+            {
+                // By errno, as strace says it ("Can't fopen '/tmp': Is a directory"); exit 1, as strace's.
+                return Report($"cannot open '{path}' (-o): {e.Error.Message}", ReturnCode.Error);
+            }
         }
         else
         {
             writer = FdWriter.Stderr;
         }
 
-        using var fileOwner = file;
-        var toTerminal = o.Output is null && Fd.IsTerminal(2);
+        using var fileOwner = writer;
+        var toTerminal = o.Output is null && FdWriter.Stderr.IsTerminal;
         var paint = o.Color switch { "always" => true, "never" => false, _ => toTerminal };
         TraceOutput sink = o.Json
             ? (TraceOutput)new JsonTraceSink(writer, buffered: o.Output is not null, o.Quiet)
@@ -191,7 +193,6 @@ internal static class TraceCommand
             Count = o.Count,
             SplitInterleaved = !o.Json,
             FollowForks = o.Follow,
-            Launched = launched,
             // To stderr, lines start at the call's entry, as strace's: a call that blocks shows while it blocks.
             LiveEntries = !o.Json && o.Output is null,
         });
@@ -236,15 +237,15 @@ internal static class TraceCommand
                 if (o.Syscalls is { All: false } set && !noSyscalls)
                     filter = new SeccompFilter(set.Numbers().Select(n => new SeccompRule(n))
                         .Concat(set.UnknownRanges().Select(r => new SeccompRule(r.First, null, r.Last))));
-                Started(TraceSession.Launch(o.Argv, tracer, new TraceOptions { FollowForks = o.Follow, Filter = filter, TraceSyscalls = !noSyscalls }));
+                Started(TraceSession.Launch(o.Argv, tracer, Host.Options with { FollowForks = o.Follow, Filter = filter, TraceSyscalls = !noSyscalls }));
             }
             else
             {
                 foreach (var pid in o.Pids)
-                    Started(TraceSession.Attach(pid, tracer, new TraceOptions { FollowForks = o.Follow, TraceSyscalls = !noSyscalls }));
+                    Started(TraceSession.Attach(pid, tracer, Host.Options with { FollowForks = o.Follow, TraceSyscalls = !noSyscalls }));
             }
         }
-        catch (Exception e) when (e is TraceException or IOException)
+        catch (Exception e) when (e is NozokiException or IOException)
         {
             foreach (var s in sessions) s.Dispose();
             sink.Flush();
@@ -258,7 +259,7 @@ internal static class TraceCommand
         {
             if (launched)
             {
-                if (s != PosixSignal.SIGINT) Libc.kill(sessions[0].TargetPid, StopSignals.Number(s));
+                if (s != PosixSignal.SIGINT) Signals.Send(sessions[0].TargetPid, StopSignals.Number(s));
                 return;
             }
 
@@ -278,7 +279,7 @@ internal static class TraceCommand
         sink.Flush();
         if (o.Count) sink.WriteSummary(tracer.Statistics());
         sink.Flush();
-        FdWriter.ReportDropped();
+        Errors.ReportDropped();
         if (error is not null) return Errors.Report(error);
         // The trace was lost from there on: an error, whatever the command's status (strace's "FILE: No space left").
         if (sink.Failure is { } failure) return Report(failure.Message, ReturnCode.Error);

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 using Nozoki.Cli.Output;
-using Nozoki.Native;
 using Nozoki.Probes;
 using Nozoki.Tracing;
 using Nozoki.Usdt;
@@ -56,11 +55,7 @@ internal static class UsdtCommand
                 },
             };
             IUsdtSink sink = r.GetValue(json) ? new JsonUsdtSink() : new TextUsdtSink(r.GetValue(quiet));
-            return target is { } p ? Attach(p, patterns, sink, options) : Launch(command, patterns, sink, new UsdtOptions
-            {
-                StringArguments = options.StringArguments, Count = options.Count, FollowForks = options.FollowForks, Launched = true,
-                Mechanism = options.Mechanism,
-            });
+            return target is { } p ? Attach(p, patterns, sink, options) : Launch(command, patterns, sink, options);
         });
         return cmd;
     }
@@ -72,7 +67,7 @@ internal static class UsdtCommand
     }
 
     private static TraceOptions SessionOptions(UsdtOptions o) =>
-        new() { TraceSyscalls = false, FollowForks = o.FollowForks, InterceptChildren = true };
+        Host.Options with { TraceSyscalls = false, FollowForks = o.FollowForks, InterceptChildren = true };
 
     private static int Attach(int pid, List<ProbePattern> patterns, IUsdtSink sink, UsdtOptions options)
     {
@@ -89,7 +84,7 @@ internal static class UsdtCommand
 
             return Trace(tracer, () => TraceSession.Attach(pid, tracer, SessionOptions(options)), launched: false);
         }
-        catch (TraceException e)
+        catch (NozokiException e)
         {
             return Errors.Report(e);
         }
@@ -103,7 +98,7 @@ internal static class UsdtCommand
         {
             code = Trace(tracer, () => TraceSession.Launch(command, tracer, SessionOptions(options)), launched: true);
         }
-        catch (TraceException e)
+        catch (NozokiException e)
         {
             return Errors.Report(e);
         }
@@ -156,12 +151,12 @@ internal static class UsdtCommand
             }
             else if (s != PosixSignal.SIGINT)
             {
-                Libc.kill(started.TargetPid, StopSignals.Number(s));
+                Signals.Send(started.TargetPid, StopSignals.Number(s));
             }
         });
 
         var result = started.Completion.GetAwaiter().GetResult();
-        FdWriter.ReportDropped();
+        Errors.ReportDropped();
         ExitStatus? exit = launched ? started.WaitForCommand() : null;
         if (Errors.Unwrap(result.Error) is { } error and not OutputClosedException) return Errors.Report(error);
         if (Errors.Unwrap(tracer.ReaderError) is { } readerError and not OutputClosedException) return Errors.Report(readerError);

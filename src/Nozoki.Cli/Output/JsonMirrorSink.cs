@@ -69,12 +69,13 @@ internal sealed class JsonMirrorSink : IMirrorSink
         End();
     }
 
-    public void OnProcessExited(int pid, ExitStatus status)
+    public void OnProcessExited(in ProcessExit exit)
     {
+        var (pid, status, _) = exit;
         Begin(DateTime.UtcNow);
         _json.WriteString("event", "exited"u8);
         _json.WriteNumber("pid", pid);
-        if (status.Signaled) _json.WriteString("signal", Nozoki.Native.Signals.Name(status.Signal));
+        if (status.Signaled) _json.WriteString("signal", Signals.Name(status.Signal));
         else _json.WriteNumber("status", status.Code);
         End();
     }

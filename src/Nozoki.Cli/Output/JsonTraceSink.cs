@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Buffers.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using Nozoki.Native;
 using Nozoki.Syscalls;
 using Nozoki.Trace;
 using Nozoki.Tracing;
@@ -87,8 +86,9 @@ internal sealed class JsonTraceSink : TraceOutput
         End();
     }
 
-    public override void OnProcessExited(int pid, ExitStatus status, long timestamp)
+    public override void OnProcessExited(in ProcessExit exit)
     {
+        var (pid, status, timestamp) = exit;
         Begin(timestamp);
         _json.WriteString("event"u8, "exited"u8);
         _json.WriteNumber("pid"u8, pid);

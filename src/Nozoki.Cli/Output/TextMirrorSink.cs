@@ -43,8 +43,9 @@ internal sealed class TextMirrorSink(FdWriter stdout, FdWriter stderr, bool pain
         if (!quiet) Say($"attached to PID {pid} ({threadCount} thread{(threadCount == 1 ? "" : "s")})");
     }
 
-    public void OnProcessExited(int pid, ExitStatus status)
+    public void OnProcessExited(in ProcessExit exit)
     {
+        var (pid, status, _) = exit;
         if (!quiet) Say($"PID {pid} {status}");
     }
 

@@ -1,4 +1,3 @@
-using Nozoki.Native;
 using Nozoki.Syscalls;
 using Nozoki.Trace;
 using Nozoki.Tracing;
@@ -227,8 +226,9 @@ internal sealed class TextTraceSink(FdWriter writer, bool buffered, TextTraceSin
         Write(_line.Span);
     }
 
-    public override void OnProcessExited(int pid, ExitStatus status, long timestamp)
+    public override void OnProcessExited(in ProcessExit exit)
     {
+        var (pid, status, timestamp) = exit;
         Leader(pid, timestamp);
         if (style.Paint) _line.Append(Bold);
         if (status.Signaled)

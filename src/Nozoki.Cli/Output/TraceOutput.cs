@@ -18,7 +18,7 @@ internal abstract class TraceOutput(FdWriter writer, bool buffered) : ISyscallSi
 
     public abstract void OnSignal(in SignalRecord record);
 
-    public abstract void OnProcessExited(int pid, ExitStatus status, long timestamp);
+    public abstract void OnProcessExited(in ProcessExit exit);
 
     public virtual void OnAttached(int pid, int threadCount)
     {

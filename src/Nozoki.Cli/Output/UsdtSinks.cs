@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using Nozoki.Native;
 using Nozoki.Probes;
 using Nozoki.Tracing;
 using Nozoki.Usdt;
@@ -146,8 +145,9 @@ internal sealed class TextUsdtSink(bool quiet) : IUsdtSink
         if (!quiet) Say($"armed {sites} probe site{(sites == 1 ? "" : "s")} in PID {pid}");
     }
 
-    public void OnProcessExited(int pid, ExitStatus status)
+    public void OnProcessExited(in ProcessExit exit)
     {
+        var (pid, status, _) = exit;
         if (!quiet) Say($"PID {pid} {status}");
     }
 

@@ -15,7 +15,7 @@ public enum ElfErrorKind
 
 /// <summary>A file that is not a readable ELF object. The message is one line and names the file.</summary>
 public sealed class ElfFormatException(string path, ElfErrorKind kind, string problem)
-    : Exception($"{path}: {problem}")
+    : NozokiException($"{path}: {problem}")
 {
     public string Path { get; } = path;
 

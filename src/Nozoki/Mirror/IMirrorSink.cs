@@ -15,16 +15,13 @@ public readonly record struct MirrorNotice(DateTime Time, int Pid, int Tid, int 
 /// <summary>
 /// Where mirrored output goes. Called on the session's ptrace thread while the writing thread is stopped, in the
 /// order the kernel completed the writes; `data` is only valid during the call. Throwing ends the session (detach).
+/// The lifecycle (attached, exited, detached) is <see cref="ISessionSink"/>'s.
 /// </summary>
-public interface IMirrorSink
+public interface IMirrorSink : ISessionSink
 {
+    /// <summary>Bytes a traced thread wrote.</summary>
     void OnWrite(in MirroredWrite write, ReadOnlySpan<byte> data);
 
+    /// <summary>Bytes that cannot be shown, and why.</summary>
     void OnNotice(in MirrorNotice notice);
-
-    void OnAttached(int pid, int threadCount) { }
-
-    void OnProcessExited(int pid, ExitStatus status) { }
-
-    void OnDetached(int pid) { }
 }

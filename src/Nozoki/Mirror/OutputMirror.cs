@@ -114,7 +114,7 @@ public sealed class OutputMirror : ITraceObserver
     public void OnProcessExited(int pid, ExitStatus status)
     {
         Forget(pid);
-        _sink.OnProcessExited(pid, status);
+        _sink.OnProcessExited(new ProcessExit(pid, status, Trace.TraceClock.Now()));
     }
 
     public void OnDetached(int pid)

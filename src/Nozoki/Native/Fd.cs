@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace Nozoki.Native;
 
-/// <summary>Small file-descriptor queries the CLI needs (it declares no P/Invoke of its own).</summary>
+/// <summary>Small file-descriptor calls behind <see cref="Output.FdWriter"/>.</summary>
 internal static unsafe class Fd
 {
     internal static bool IsTerminal(int fd) => Libc.isatty(fd) == 1;

@@ -3,18 +3,6 @@ using Microsoft.Win32.SafeHandles;
 
 namespace Nozoki.Native;
 
-/// <summary>What a path names (statx's file type).</summary>
-internal enum FileKind
-{
-    Regular,
-    Directory,
-    CharacterDevice,
-    BlockDevice,
-    Fifo,
-    Socket,
-    Other,
-}
-
 /// <summary>
 /// Checks and opens of the paths the CLI is given, with the errno itself (strace's "Can't fopen 'x': Is a directory"):
 /// .NET's File APIs turn EISDIR into "Access to the path is denied" and block forever opening a FIFO.
@@ -72,16 +60,4 @@ internal static unsafe partial class PathFiles
 
         return null;
     }
-
-    /// <summary>"a directory", "a FIFO", ... for messages.</summary>
-    internal static string Describe(FileKind kind) => kind switch
-    {
-        FileKind.Regular => "a regular file",
-        FileKind.Directory => "a directory",
-        FileKind.CharacterDevice => "a character device",
-        FileKind.BlockDevice => "a block device",
-        FileKind.Fifo => "a FIFO",
-        FileKind.Socket => "a socket",
-        _ => "not a regular file",
-    };
 }

@@ -3,7 +3,7 @@
 
 namespace Nozoki.Syscalls;
 
-internal static partial class Errnos
+public static partial class Errnos
 {
     private const int MaxUser = 133;
 

@@ -170,7 +170,7 @@ def write_errnos():
     libc.strerror.restype = ctypes.c_char_p
     top = max(names)
     out = [HEADER.format(" and ".join(ERRNO_HEADERS) + " and glibc's strerror"), "namespace Nozoki.Syscalls;\n"]
-    out.append("internal static partial class Errnos\n{")
+    out.append("public static partial class Errnos\n{")
     out.append(f"    private const int MaxUser = {top};\n")
     out.append("    private static readonly string?[] NameTable =\n    [")
     for e in range(top + 1):

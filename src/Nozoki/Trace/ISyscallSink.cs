@@ -83,19 +83,14 @@ public readonly ref struct SignalRecord
 
 /// <summary>
 /// Where a <see cref="SyscallTracer"/> sends what it sees. Called on the session's ptrace thread while the tracee
-/// waits: write the text out and return.
+/// waits: write the text out and return. The lifecycle (attached, exited, detached) is <see cref="ISessionSink"/>'s;
+/// a process's exit is shown only when syscalls are printed.
 /// </summary>
-public interface ISyscallSink
+public interface ISyscallSink : ISessionSink
 {
     void OnSyscall(in SyscallRecord record);
 
     void OnSignal(in SignalRecord record);
-
-    void OnProcessExited(int pid, ExitStatus status, long timestamp);
-
-    void OnAttached(int pid, int threadCount) { }
-
-    void OnDetached(int pid) { }
 
     /// <summary>The number of traced tasks (threads and processes) changed; strace prefixes lines with the pid once there is more than one.</summary>
     void OnTaskCount(int count) { }

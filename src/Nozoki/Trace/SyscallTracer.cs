@@ -36,13 +36,6 @@ public sealed class SyscallTracerOptions
     public bool FollowForks { get; init; }
 
     /// <summary>
-    /// A launched command: a syscall exit from a thread never seen before is a leftover of the launch stage (a thread
-    /// of the runtime that re-executed itself), not a call of the command; ignore it. When attaching, such an exit is
-    /// a call that was in progress at attach time and is shown.
-    /// </summary>
-    public bool Launched { get; init; }
-
-    /// <summary>
     /// Write the start of each line at the call's entry, as strace does, so that a call that blocks shows while it
     /// blocks (for output to a terminal or pipe); needs <see cref="SplitInterleaved"/>.
     /// </summary>
@@ -120,6 +113,13 @@ public sealed class SyscallTracer : ITraceObserver
 
     private bool Traced(long nr) => _o.Syscalls?.Contains(nr) ?? true;
 
+    // A launched command (the session says so): a syscall exit from a thread never seen before is a leftover of the
+    // launch stage (a thread of the runtime that re-executed itself), not a call of the command; ignore it. When
+    // attaching, such an exit is a call that was in progress at attach time and is shown.
+    private bool _launched;
+
+    public void OnStarted(ITraceControl control) => _launched = control.Launched;
+
     public void OnAttached(int pid, int threadCount)
     {
         lock (_gate)
@@ -143,7 +143,7 @@ public sealed class SyscallTracer : ITraceObserver
     {
         lock (_gate)
         {
-            if (_o.Launched && !_execed) return; // a thread of the launch stage
+            if (_launched && !_execed) return; // a thread of the launch stage
             var parent = _tasks.GetValueOrDefault(parentTid);
             if ((isProcess && !_o.FollowForks) || (parent is not null && _ignoredPids.Contains(parent.Pid)))
             {
@@ -162,7 +162,7 @@ public sealed class SyscallTracer : ITraceObserver
     /// execve has completed only the thread that calls it counts: the runtime's threads die in that execve, and a call
     /// they were in may still report its exit.
     /// </summary>
-    private bool StageLeftover(int tid) => _o.Launched && !_execed && tid != _root;
+    private bool StageLeftover(int tid) => _launched && !_execed && tid != _root;
 
 
     public void OnSyscallEnter(in SyscallEnterStop stop)
@@ -215,7 +215,7 @@ public sealed class SyscallTracer : ITraceObserver
         lock (_gate)
         {
             if (Ignored(stop.Pid)) return;
-            if (StageLeftover(stop.Tid) || (_o.Launched && (_last is null || _last.Tid != stop.Tid) && !_tasks.ContainsKey(stop.Tid))) return;
+            if (StageLeftover(stop.Tid) || (_launched && (_last is null || _last.Tid != stop.Tid) && !_tasks.ContainsKey(stop.Tid))) return;
             var t = Task(stop.Tid, stop.Pid);
             if (!t.Active)
             {
@@ -400,7 +400,7 @@ public sealed class SyscallTracer : ITraceObserver
                 _open = null;
             }
 
-            if (_o.Print) _sink.OnProcessExited(pid, status, now);
+            if (_o.Print) _sink.OnProcessExited(new ProcessExit(pid, status, now));
             _taskCount = _tasks.Count;
             _sink.OnTaskCount(Math.Max(_taskCount, 1));
         }

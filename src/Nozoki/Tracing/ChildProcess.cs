@@ -31,11 +31,13 @@ public sealed class ChildProcess : IDisposable
     /// <summary>
     /// Starts argv[0] (a path, or a name looked up in PATH) with the given fds as its stdin/stdout/stderr, and this
     /// process's environment exactly as it came. Throws <see cref="CommandNotStartedException"/> when it cannot run.
+    /// <paramref name="searchPath"/>: where to look for a name without a slash, as PATH (default: /usr/local/bin:/usr/bin:/bin).
     /// </summary>
-    public static ChildProcess Start(IReadOnlyList<string> argv, int stdinFd = 0, int stdoutFd = 1, int stderrFd = 2, string? workingDirectory = null)
+    public static ChildProcess Start(IReadOnlyList<string> argv, int stdinFd = 0, int stdoutFd = 1, int stderrFd = 2, string? workingDirectory = null, string? searchPath = null)
     {
+        ArgumentNullException.ThrowIfNull(argv);
         ArgumentOutOfRangeException.ThrowIfZero(argv.Count);
-        var path = Resolve(argv[0]);
+        var path = Resolve(argv[0], searchPath);
         var errno = PosixSpawn.TrySpawn(path, argv, env: null, stdinFd, stdoutFd, stderrFd, workingDirectory, out var pid);
         if (errno != 0) throw ExecFailed(argv[0], path, errno);
         return new ChildProcess(pid);
@@ -47,7 +49,7 @@ public sealed class ChildProcess : IDisposable
     /// passed over for a later one. Throws <see cref="CommandNotStartedException"/>: not found (ENOENT), a
     /// directory (EISDIR), not executable (EACCES). Whether the kernel can run its format, only execve tells.
     /// </summary>
-    internal static string Resolve(string command)
+    internal static string Resolve(string command, string? searchPath = null)
     {
         int errno;
         if (command.Contains('/'))
@@ -61,7 +63,7 @@ public sealed class ChildProcess : IDisposable
         var refusedErrno = 0;
         if (command.Length > 0)
         {
-            foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "/usr/local/bin:/usr/bin:/bin").Split(':'))
+            foreach (var dir in (searchPath ?? DefaultSearchPath).Split(':'))
             {
                 var candidate = Path.Combine(dir.Length == 0 ? "." : dir, command);
                 errno = Check(candidate);
@@ -73,6 +75,9 @@ public sealed class ChildProcess : IDisposable
         if (refused is not null) throw NotStarted(refused, refusedErrno);
         throw new CommandNotStartedException(command, Errno.ENOENT, "command not found");
     }
+
+    /// <summary>Where a name is looked for when no search path is given (the PATH of a login shell, less sbin).</summary>
+    public const string DefaultSearchPath = "/usr/local/bin:/usr/bin:/bin";
 
     /// <summary>Like <see cref="Resolve"/>, null when it throws.</summary>
     internal static string? ResolvePath(string name)

@@ -1,7 +1,7 @@
 namespace Nozoki.Tracing;
 
 /// <summary>Base of the errors a caller can act on; the message is one line, fit for a user.</summary>
-public class TraceException(string message, Exception? inner = null) : Exception(message, inner);
+public class TraceException(string message, Exception? inner = null) : NozokiException(message, inner);
 
 /// <summary>No such process (ESRCH, or no /proc entry).</summary>
 public sealed class ProcessNotFoundException(int pid)

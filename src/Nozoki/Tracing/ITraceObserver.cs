@@ -60,6 +60,12 @@ public interface ITraceObserver
 /// <summary>What an observer may ask of the stop loop. Only from inside an observer call (on the ptrace thread).</summary>
 public interface ITraceControl
 {
+    /// <summary>
+    /// The session launched its command (<see cref="TraceSession.Launch"/>) rather than attached: its first tasks are
+    /// the launch stage's until the command's execve, which an observer may want to pass over.
+    /// </summary>
+    bool Launched => false;
+
     /// <summary>Keeps the thread of the current stop stopped when the observer returns, until <see cref="Release"/>.</summary>
     void Park(int tid);
 

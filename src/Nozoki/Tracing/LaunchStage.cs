@@ -11,16 +11,32 @@ namespace Nozoki.Tracing;
 /// itself in this hidden mode: the stage waits until the tracer has attached, stops itself once (the tracer
 /// swallows that SIGSTOP: it marks the point from which the tracer is in control), installs the filter on its
 /// only thread that matters, restores the signal state the .NET runtime changed, and execve()s the command.
-/// A program that calls <see cref="TraceSession.Launch"/> must call <see cref="RunIfRequested"/> first thing in Main.
+/// A program that calls <see cref="TraceSession.Launch"/> must therefore call <see cref="RunIfRequested"/> first
+/// thing in Main (Launch checks that it did: <see cref="IsInstalled"/>), or name another program that does in
+/// <see cref="TraceOptions.StageCommand"/>:
+/// <code>
+/// static int Main(string[] args)
+/// {
+///     LaunchStage.RunIfRequested(args);   // in the stage: runs the command's first moments, never returns
+///     ...
+/// }
+/// </code>
 /// </summary>
 public static class LaunchStage
 {
+    /// <summary>The first argument that asks this program to be the launch stage.</summary>
     public const string Marker = "__nozoki_stage";
+
+    private static volatile bool s_installed;
+
+    /// <summary>Whether this program has called <see cref="RunIfRequested"/>, so that it can be its own launch stage.</summary>
+    public static bool IsInstalled => s_installed;
 
     /// <summary>If args ask for the stage, runs it and never returns; otherwise returns at once.</summary>
     public static void RunIfRequested(string[] args)
     {
         ArgumentNullException.ThrowIfNull(args);
+        s_installed = true;
         if (args.Length < 4 || args[0] != Marker || args[3] != "--") return;
         Libc._exit(Run(args[1], args[2], args[4..]));
     }

@@ -3,7 +3,11 @@ using Nozoki.Procfs;
 
 namespace Nozoki.Tracing;
 
-public sealed class TraceOptions
+/// <summary>
+/// How a session traces. A record: derive variants with `with { ... }`. The library reads no environment variables;
+/// a program that wants them (PATH, tuning knobs) reads them itself and sets these.
+/// </summary>
+public sealed record TraceOptions
 {
     /// <summary>Also trace children and their descendants (fork, vfork, clone of new processes). Threads are always traced.</summary>
     public bool FollowForks { get; init; }
@@ -15,7 +19,7 @@ public sealed class TraceOptions
     public bool InterceptChildren { get; init; }
 
     /// <summary>Keep the ptrace thread on the CPU the tracee last ran on: cross-CPU wake-ups dominate the cost of a stop.</summary>
-    public bool FollowTraceeCpu { get; init; } = (Environment.GetEnvironmentVariable("NOZOKI_FOLLOW_CPU") ?? "1") != "0";
+    public bool FollowTraceeCpu { get; init; } = true;
 
     /// <summary>
     /// For launched commands: only these syscalls stop the tracee (seccomp-bpf, PTRACE_O_TRACESECCOMP); null means
@@ -24,11 +28,21 @@ public sealed class TraceOptions
     /// </summary>
     public SeccompFilter? Filter { get; init; }
 
-    /// <summary>How to re-execute this program as the launch stage; default: this executable (see LaunchStage).</summary>
+    /// <summary>
+    /// How to start the launch stage (see <see cref="LaunchStage"/>): a program and its first arguments, which must
+    /// call <see cref="LaunchStage.RunIfRequested"/> first thing in its Main. Default (null): this program again,
+    /// which then must call it (Launch throws InvalidOperationException if it has not).
+    /// </summary>
     public IReadOnlyList<string>? StageCommand { get; init; }
 
+    /// <summary>
+    /// Where Launch looks for a command name without a slash, as PATH does (directories separated by ':').
+    /// Default (null): /usr/local/bin:/usr/bin:/bin. A program that wants its PATH passes it here.
+    /// </summary>
+    public string? SearchPath { get; init; }
+
     /// <summary>How long the ptrace thread polls for the next stop before it sleeps in waitpid (0: never polls).</summary>
-    public int SpinMicroseconds { get; init; } = int.TryParse(Environment.GetEnvironmentVariable("NOZOKI_SPIN_US"), out var us) ? us : 50;
+    public int SpinMicroseconds { get; init; } = 50;
 }
 
 /// <summary>How a session ended.</summary>
@@ -77,18 +91,27 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
     /// <summary>
     /// Attaches to every thread of PID (PTRACE_SEIZE, then PTRACE_INTERRUPT) and returns once each has stopped and
     /// been resumed under syscall tracing. Throws ProcessNotFoundException, TracePermissionException or
-    /// ProcessNotTraceableException.
+    /// ProcessNotTraceableException. Cancelling <paramref name="cancellationToken"/> detaches (as
+    /// <see cref="RequestDetach"/>) at any time; when it is cancelled before Attach returns, Attach waits until
+    /// everything is detached and throws OperationCanceledException.
     /// </summary>
-    public static TraceSession Attach(int pid, ITraceObserver observer, TraceOptions? options = null)
+    public static TraceSession Attach(int pid, ITraceObserver observer, TraceOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(observer);
+        cancellationToken.ThrowIfCancellationRequested();
         Preflight(pid);
-        return new TraceSession(pid, options ?? new TraceOptions(), observer).Start();
+        return new TraceSession(pid, options ?? new TraceOptions(), observer).Start(cancellationToken);
     }
 
     /// <summary>Starts the ptrace thread and waits until it has attached (or failed to).</summary>
-    private TraceSession Start()
+    private TraceSession Start(CancellationToken cancellationToken)
     {
+        if (cancellationToken.CanBeCanceled)
+        {
+            var registration = cancellationToken.UnsafeRegister(static s => ((TraceSession)s!).RequestDetach(), this);
+            _completion.Task.ContinueWith(_ => registration.Dispose(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+
         _thread.Start();
         try
         {
@@ -100,25 +123,44 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
             throw;
         }
 
+        // A launched command is returned even so: it runs on, untraced, and only its session can wait for it.
+        if (cancellationToken.IsCancellationRequested && _launch is null)
+        {
+            Completion.GetAwaiter().GetResult();
+            throw new OperationCanceledException(cancellationToken);
+        }
+
         return this;
     }
 
     /// <summary>
     /// Starts argv under ptrace from its first instruction (through <see cref="LaunchStage"/>), with
-    /// PTRACE_O_EXITKILL: if nozoki dies, the command dies too, because a command left with a seccomp filter and
-    /// no tracer would fail every filtered syscall. Returns once the command's execve has succeeded. Throws
-    /// <see cref="CommandNotStartedException"/> when the program is not found, is a directory or not executable
-    /// (checked first), or its execve fails (the observer has seen that call, and nothing after it).
+    /// PTRACE_O_EXITKILL: if the tracing program dies, the command dies too, because a command left with a seccomp
+    /// filter and no tracer would fail every filtered syscall. Returns once the command's execve has succeeded.
+    /// Throws <see cref="CommandNotStartedException"/> when the program is not found (in
+    /// <see cref="TraceOptions.SearchPath"/>), is a directory or not executable (checked first), or its execve fails
+    /// (the observer has seen that call, and nothing after it).
+    /// The command starts as this program run again in its launch stage: this program's Main must call
+    /// <see cref="LaunchStage.RunIfRequested"/> first (InvalidOperationException otherwise), unless
+    /// <see cref="TraceOptions.StageCommand"/> names another program that does.
+    /// Cancelling <paramref name="cancellationToken"/> detaches: the command runs on untraced (see <see cref="WaitForCommand"/>).
     /// </summary>
-    public static TraceSession Launch(IReadOnlyList<string> argv, ITraceObserver observer, TraceOptions? options = null)
+    public static TraceSession Launch(IReadOnlyList<string> argv, ITraceObserver observer, TraceOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(argv);
         ArgumentNullException.ThrowIfNull(observer);
         ArgumentOutOfRangeException.ThrowIfZero(argv.Count);
+        cancellationToken.ThrowIfCancellationRequested();
         options ??= new TraceOptions();
-        var path = ChildProcess.Resolve(argv[0]);
+        if (options.StageCommand is null && !LaunchStage.IsInstalled)
+        {
+            throw new InvalidOperationException(
+                "TraceSession.Launch starts the command through this program run again as its launch stage: call LaunchStage.RunIfRequested(args) first thing in Main, or set TraceOptions.StageCommand");
+        }
+
+        var path = ChildProcess.Resolve(argv[0], options.SearchPath);
         var stage = LaunchStage.CommandLine(options.StageCommand ?? LaunchStage.DefaultPrefix(), options.Filter, path, argv);
-        return new TraceSession(0, options, observer) { _launch = stage, _command = (argv[0], path) }.Start();
+        return new TraceSession(0, options, observer) { _launch = stage, _command = (argv[0], path) }.Start(cancellationToken);
     }
 
     /// <summary>
@@ -219,7 +261,7 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
     private void Run()
     {
         var loop = new StopLoop(Pid, _options, _observer, () => _detachRequested);
-        _observer.OnStarted(loop);
+        _observer.OnStarted(new Control(loop, _launch is not null));
         loop.StartWaker();
         _loopForWake = loop;
         try
@@ -231,6 +273,20 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
             _loopForWake = null;
             loop.StopWaker();
         }
+    }
+
+    /// <summary>The stop loop's control, and whether the session launched its command.</summary>
+    private sealed class Control(ITraceControl loop, bool launched) : ITraceControl
+    {
+        public bool Launched => launched;
+
+        public void Park(int tid) => loop.Park(tid);
+
+        public bool Release(int tid) => loop.Release(tid);
+
+        public void Hold(int pid, bool hold) => loop.Hold(pid, hold);
+
+        public bool SingleStep(int tid) => loop.SingleStep(tid);
     }
 
     private void RunLoop(StopLoop loop)

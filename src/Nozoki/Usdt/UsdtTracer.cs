@@ -20,7 +20,7 @@ public readonly record struct UsdtArgument(ArgStatus Status, ArgValue Value, str
 /// Where probe hits go. Calls never overlap: hits of breakpoint sites come from the ptrace thread while the hitting
 /// thread is stopped, hits of uprobe sites from the uprobe reader thread after the fact (the thread ran on).
 /// </summary>
-public interface IUsdtSink
+public interface IUsdtSink : ISessionSink
 {
     void OnHit(in UsdtHit hit, ReadOnlySpan<UsdtArgument> args);
 
@@ -30,11 +30,8 @@ public interface IUsdtSink
     /// <summary>Something nozoki could not do (an object it could not read, a site it would not patch).</summary>
     void OnProblem(string message);
 
+    /// <summary>Probe sites of pid were armed.</summary>
     void OnArmed(int pid, int sites) { }
-
-    void OnProcessExited(int pid, ExitStatus status) { }
-
-    void OnDetached(int pid) { }
 }
 
 /// <summary>How a probe site is trapped.</summary>
@@ -66,9 +63,6 @@ public sealed class UsdtOptions
 
     /// <summary>Also probe children (fork/vfork); otherwise their inherited breakpoints are removed at birth.</summary>
     public bool FollowForks { get; init; }
-
-    /// <summary>The session launches the command (TraceSession.Launch) rather than attaching to it.</summary>
-    public bool Launched { get; init; }
 
     /// <summary>Data pages of each thread's uprobe ring buffer (a power of two); 0: sized by the thread count.</summary>
     public int UprobeRingPages { get; init; }
@@ -153,7 +147,10 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     {
         _control = control;
         _breakpoints.OnStarted(control);
+        _launched = control.Launched;
     }
+
+    private bool _launched;
 
     private sealed class ArmedSite(ResolvedProbe probe, bool uprobe)
     {
@@ -182,7 +179,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     public void OnAttached(int pid, int threadCount)
     {
         // A launched command is reported attached at its exec, and OnExec for that same image follows at once.
-        if (_options.Launched) _skipExecOf = _launchedPid = pid;
+        if (_launched) _skipExecOf = _launchedPid = pid;
         var p = Get(pid);
         foreach (var tid in ProcessInfo.ReadThreadIds(pid)) p.Threads.Add(tid);
         p.Threads.Add(pid);
@@ -217,7 +214,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     /// </summary>
     private void WatchStartup(ProcessProbes p)
     {
-        if (!_options.Launched || p.Pid != _launchedPid) return;
+        if (!_launched || p.Pid != _launchedPid) return;
         if (!_linkMap.IsWatching(p.Pid)) StartupScanned(p);
         else p.StartupPending = true;
     }
@@ -615,7 +612,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
             _processes.Remove(pid);
             _breakpoints.OnProcessExited(pid);
             _linkMap.Forget(pid);
-            _sink.OnProcessExited(pid, status);
+            _sink.OnProcessExited(new ProcessExit(pid, status, Trace.TraceClock.Now()));
         }
     }
 
