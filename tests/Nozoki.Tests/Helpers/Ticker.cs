@@ -45,7 +45,13 @@ internal static class Ticker
     public static void AssertFinishesNormally(Tracee ticker, int count)
     {
         if (ProcStatus.Read(ticker.Pid) is { TracerPid: 0, State: not 'Z' and not 'T' and not 't' })
+        {
+            // A ticker attached (and let go) right after its start may not have installed its handler yet: SIGUSR2
+            // would kill it. It installs it before its first tick, so wait for that (or its end).
+            Poll.Until(() => ProcStatus.Read(ticker.Pid) is not { } st || st.State == 'Z' || st.Catches(Posix.SIGUSR2), TimeSpan.FromSeconds(10),
+                () => $"ticker {ticker.Pid} to install its SIGUSR2 handler");
             Posix.TryKill(ticker.Pid, Posix.SIGUSR2);
+        }
         Assert.Equal(new ExitStatus(ExitCode, 0), ticker.WaitForExit());
         Assert.Equal(Enumerable.Range(1, count), Numbers(ticker.StdoutFileText()));
         Assert.Equal(Enumerable.Range(1, count), Numbers(ticker.StderrFileText(), "tock"));
