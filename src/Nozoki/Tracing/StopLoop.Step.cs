@@ -11,7 +11,8 @@ namespace Nozoki.Tracing;
 /// </summary>
 internal sealed partial class StopLoop
 {
-    private readonly List<(int Tid, int Status)> _deferredStops = [];
+    // Known: the task was in the table when its stop was deferred (if it is not any more, it died: the stop is stale).
+    private readonly List<(int Tid, int Tgid, bool Known, int Status)> _deferredStops = [];
     private readonly HashSet<int> _steppingProcesses = [];
 
     public bool SingleStep(int tid)
@@ -27,15 +28,34 @@ internal sealed partial class StopLoop
     {
         foreach (var u in _tasks.Values)
         {
-            // In a stop already, not started yet (a newborn runs nothing before its first stop), listening in a
-            // group-stop or gone: it runs no instruction of the process meanwhile.
-            if (u == t || u.Tgid != t.Tgid || u.StopDeferred || u.Phase is not (TaskPhase.Running or TaskPhase.InSyscall)) continue;
+            // In a stop already, listening in a group-stop or gone: it runs no instruction of the process meanwhile.
+            // Nor does a newborn before its first stop (which DeferForStep keeps back); a thread present at attach
+            // runs until its first stop, so it is interrupted like a running one.
+            if (u == t || u.Tgid != t.Tgid || u.StopDeferred) continue;
+            if (u.Phase is not (TaskPhase.Running or TaskPhase.InSyscall) && !(u.Phase == TaskPhase.New && u.Initial)) continue;
             // ESRCH: gone already (a zombie); its death is reported to the main wait.
             if (!PtraceResult.Request(Ptrace.INTERRUPT, u.Tid, 0).Done) continue;
             if (!WaitForInterruptStop(u.Tid, out var status)) continue;
             u.StopDeferred = true;
-            _deferredStops.Add((u.Tid, status));
+            _deferredStops.Add((u.Tid, u.Tgid, true, status));
         }
+    }
+
+    /// <summary>
+    /// A stop that comes while another thread of its process steps (a newborn's first stop, a stop of a thread that
+    /// was already on its way) must not be handled now: handling ends in a resume, and the thread would run through
+    /// the site while its original instruction is exposed. It waits with the others. Deaths are handled at once.
+    /// </summary>
+    private bool DeferForStep(int tid, int status)
+    {
+        if (_steppingProcesses.Count == 0 || !Wait.IfStopped(status)) return false;
+        var known = _tasks.TryGetValue(tid, out var t);
+        if (t is { Stepping: true }) return false;
+        var tgid = t?.Tgid ?? ProcessInfo.ReadTgid(tid);
+        if (!_steppingProcesses.Contains(tgid)) return false;
+        if (t is not null) t.StopDeferred = true;
+        _deferredStops.Add((tid, tgid, known, status));
+        return true;
     }
 
     /// <summary>
@@ -102,24 +122,30 @@ internal sealed partial class StopLoop
     {
         for (var i = 0; i < _deferredStops.Count;)
         {
-            var (tid, status) = _deferredStops[i];
-            if (!_tasks.TryGetValue(tid, out var u))
-            {
-                _deferredStops.RemoveAt(i);
-                continue;
-            }
-
-            if (_steppingProcesses.Contains(u.Tgid))
+            var (tid, tgid, known, status) = _deferredStops[i];
+            if (_steppingProcesses.Contains(tgid))
             {
                 i++;
                 continue;
             }
 
             _deferredStops.RemoveAt(i);
-            u.StopDeferred = false;
-            HandleStopCore(tid, status);
+            if (TakeDeferred(tid, known)) HandleStopCore(tid, status);
             i = 0; // that stop may have started a step (and deferred more stops)
         }
+    }
+
+    /// <summary>Whether a deferred stop is still to be handled: not if its task died meanwhile.</summary>
+    private bool TakeDeferred(int tid, bool known)
+    {
+        if (_tasks.TryGetValue(tid, out var u))
+        {
+            u.StopDeferred = false;
+            return true;
+        }
+
+        // A newborn not in the table when its first stop came: handled as such, unless it died meanwhile.
+        return !known && !_goneEarly.Contains(tid);
     }
 
     /// <summary>At detach: a step under way will not be waited for; the stops it deferred are handled (and kept) first.</summary>
@@ -128,11 +154,9 @@ internal sealed partial class StopLoop
         _steppingProcesses.Clear();
         while (_deferredStops.Count > 0)
         {
-            var (tid, status) = _deferredStops[0];
+            var (tid, _, known, status) = _deferredStops[0];
             _deferredStops.RemoveAt(0);
-            if (!_tasks.TryGetValue(tid, out var u)) continue;
-            u.StopDeferred = false;
-            HandleStopWhileDetaching(tid, status);
+            if (TakeDeferred(tid, known)) HandleStopWhileDetaching(tid, status);
         }
     }
 }

@@ -261,6 +261,7 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
 
     private void HandleStop(int tid, int status)
     {
+        if (DeferForStep(tid, status)) return;
         HandleStopCore(tid, status);
         if (_deferredStops.Count > 0 && !_detaching) ReplayDeferredStops();
     }
