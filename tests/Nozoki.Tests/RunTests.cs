@@ -88,7 +88,7 @@ public sealed class RunTests
     {
         // Each round forks a subshell (which vforks run_say twice), cat, and sh -c (which vforks run_say): children
         // that may start, run and exit before nozoki has handled their parent's fork/vfork event.
-        const int rounds = 300;
+        const int rounds = 120; // ~720 processes: enough to meet the early-child races, within the suite-time bound
         var say = Tmux.Quote(Fixtures.Get("run_say"));
         var script = $"i=0; while [ $i -lt {rounds} ]; do ( {say} 2 e$i; {say} 1 o$i; true ) | cat >/dev/null; " +
                      $"sh -c \"{say} 2 n$i; true\"; i=$((i+1)); done; echo finished";
