@@ -162,7 +162,7 @@ public sealed partial class StressTests
     }
 
     /// <summary>
-    /// A shell that runs /bin/true 2,000 times under `trace -f`: every fork and exec followed, each exec reported
+    /// A shell that runs /bin/true 600 times under `trace -f`: every fork and exec followed, each exec reported
     /// once with its result, and the command's status returned.
     /// </summary>
     [Fact]
