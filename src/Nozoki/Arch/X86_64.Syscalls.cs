@@ -8,5 +8,13 @@ internal static partial class X86_64
     {
         internal const long Execve = 59;
         internal const long Execveat = 322;
+
+        /// <summary>
+        /// A syscall's number and arguments as the registers hold them: orig_rax, then rdi, rsi, rdx, r10, r8, r9
+        /// (the kernel's order; r10 stands in for rcx, which the syscall instruction overwrites). They survive the
+        /// call, so an exit stop without its entry still says what it was called with.
+        /// </summary>
+        internal static (long Number, Tracing.SyscallArgs Args) Entry(in Native.UserRegs r) =>
+            ((long)r.OrigRax, new Tracing.SyscallArgs(r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9));
     }
 }

@@ -14,7 +14,7 @@ internal static unsafe partial class Libdw
 
     /// <summary>Number of x86_64 DWARF registers set as the initial frame: rax, rdx, rcx, rbx, rsi, rdi, rbp, rsp,
     /// r8-r15 (0..15) and the return address column rip (16), as the psABI numbers them.</summary>
-    internal const int X86_64DwarfRegisterCount = 17;
+    internal const int X86_64DwarfRegisterCount = Tracing.X86Registers.DwarfRegisterCount;
 
     [LibraryImport(Lib, EntryPoint = "dwfl_begin")]
     internal static partial nint dwfl_begin(DwflCallbacks* callbacks);

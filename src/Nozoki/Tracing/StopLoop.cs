@@ -419,8 +419,7 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
     private static bool RecoverEntry(TaskState t)
     {
         if (!PtraceCalls.GetRegs(t.Tid, out var regs)) return false;
-        t.Nr = (long)regs.OrigRax;
-        t.Args = new SyscallArgs(regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9);
+        (t.Nr, t.Args) = X86_64.Syscalls.Entry(regs);
         return true;
     }
 

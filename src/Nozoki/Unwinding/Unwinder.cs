@@ -16,7 +16,7 @@ public sealed class Unwinder : IDisposable
     private readonly object _gate = new();
     private readonly DwflProcess _dwfl;
     private readonly List<DwflRawFrame> _raw = [];
-    private readonly ulong[] _dwarfRegisters = new ulong[Libdw.X86_64DwarfRegisterCount];
+    private readonly ulong[] _dwarfRegisters = new ulong[X86Registers.DwarfRegisterCount];
     private readonly FailureTracking _tracking = new();
     private readonly Dictionary<string, string> _moduleNames = new(StringComparer.Ordinal);
     private string? _reportedMaps;
@@ -70,7 +70,7 @@ public sealed class Unwinder : IDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            SetDwarfRegisters(registers);
+            registers.WriteDwarfRegisters(_dwarfRegisters);
             var frames = UnwindOnce(tid, memory, out var needsRefresh);
             if (needsRefresh && MapsChanged())
             {
@@ -128,30 +128,6 @@ public sealed class Unwinder : IDisposable
         if (marker is not null) frames.Add(new Frame(frames.Count, 0, false, null, null, null, 0, null, null, marker));
 
         return frames;
-    }
-
-    // x86_64 psABI DWARF register numbers: 0 rax, 1 rdx, 2 rcx, 3 rbx, 4 rsi, 5 rdi, 6 rbp, 7 rsp, 8-15 r8-r15,
-    // 16 the return address column, which holds rip.
-    private void SetDwarfRegisters(in X86Registers r)
-    {
-        var d = _dwarfRegisters;
-        d[0] = r.Rax;
-        d[1] = r.Rdx;
-        d[2] = r.Rcx;
-        d[3] = r.Rbx;
-        d[4] = r.Rsi;
-        d[5] = r.Rdi;
-        d[6] = r.Rbp;
-        d[7] = r.Rsp;
-        d[8] = r.R8;
-        d[9] = r.R9;
-        d[10] = r.R10;
-        d[11] = r.R11;
-        d[12] = r.R12;
-        d[13] = r.R13;
-        d[14] = r.R14;
-        d[15] = r.R15;
-        d[16] = r.Rip;
     }
 
     private bool MapsChanged()
