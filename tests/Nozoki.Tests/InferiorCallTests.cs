@@ -6,6 +6,7 @@ using Nozoki.Breakpoints;
 using Nozoki.Symbols;
 using Nozoki.Tests.Helpers;
 using Nozoki.Tracing;
+using Xunit.Abstractions;
 
 namespace Nozoki.Tests;
 
@@ -15,15 +16,15 @@ namespace Nozoki.Tests;
 /// registers), and Ruby's rb_backtrace at a breakpoint in libm's cbrt, against gdb's `call (void)rb_backtrace()`.
 /// </summary>
 [Collection(PtraceCollection.Name)]
-public sealed partial class InferiorCallTests
+public sealed partial class InferiorCallTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
     /// <summary>Breaks at SITE; at each of the first CALLS hits, runs the call; then removes the site. Records, never throws.</summary>
-    private sealed class Observer(ulong site, int calls, Func<InferiorCall, BreakpointStop, InferiorCallResult> call) : ITraceObserver
+    private sealed class Observer(ulong site, int calls, Func<InferiorCall, BreakpointStop, InferiorCallResult?> call) : ITraceObserver
     {
         public readonly BreakpointSet Breakpoints = new();
-        public readonly List<InferiorCallResult> Results = [];
+        public readonly List<InferiorCallResult?> Results = []; // null: a hit without a call (for the cost of the hit alone)
         public readonly List<string> RegisterDifferences = [];
         public int InsertError = -1;
         public volatile bool Done;
@@ -70,10 +71,10 @@ public sealed partial class InferiorCallTests
         public void OnDetaching(int pid) => Breakpoints.OnDetaching(pid);
     }
 
-    [GeneratedRegex(@"^status loops=(\d+) mismatches=(\d+) usr1=(\d+) usr1_in_call=(\d+) segv=(\d+)$", RegexOptions.Multiline)]
+    [GeneratedRegex(@"^status loops=(\d+) mismatches=(\d+) usr1=(\d+) usr1_in_call=(\d+) segv=(\d+) tick_ns=(\d+)$", RegexOptions.Multiline)]
     private static partial Regex StatusLine();
 
-    private sealed record Status(long Loops, long Mismatches, int Usr1, int Usr1InCall, int Segv);
+    private sealed record Status(long Loops, long Mismatches, int Usr1, int Usr1InCall, int Segv, long TickNs);
 
     /// <summary>Asks the fixture for its status line (SIGUSR2) and waits for a new one.</summary>
     private static Status AskStatus(Tracee tracee)
@@ -84,12 +85,12 @@ public sealed partial class InferiorCallTests
         Poll.Until(() => (all = StatusLine().Matches(tracee.StdoutFileText())).Count > seen, Timeout, "the fixture's status line");
         var m = all[^1];
         long N(int i) => long.Parse(m.Groups[i].Value, CultureInfo.InvariantCulture);
-        return new Status(N(1), N(2), (int)N(3), (int)N(4), (int)N(5));
+        return new Status(N(1), N(2), (int)N(3), (int)N(4), (int)N(5), N(6));
     }
 
     private sealed record Run(Observer Observer, Tracee Tracee, TempDir Dir, Status Before, Status After) : IDisposable
     {
-        public InferiorCallResult Result => Assert.Single(Observer.Results);
+        public InferiorCallResult Result => Assert.Single(Observer.Results)!;
 
         public void Dispose()
         {
@@ -102,7 +103,7 @@ public sealed partial class InferiorCallTests
     /// Starts call_target, resolves FUNCTION, attaches, calls it CALLS times at tick hits (DURING runs on the test thread
     /// meanwhile), detaches; then checks that the process is untraced, unharmed, its code as before.
     /// </summary>
-    private static Run CallIn(string function, TimeSpan? timeout = null, int calls = 1, Action<Tracee>? during = null)
+    private static Run CallIn(string function, TimeSpan? timeout = null, int calls = 1, Action<Tracee>? during = null, bool call = true)
     {
         var dir = new TempDir();
         var tracee = Tracee.Start([Fixtures.Get("call_target")], stdoutPath: dir.File("out"), stderrPath: dir.File("err"));
@@ -113,7 +114,7 @@ public sealed partial class InferiorCallTests
         var start = Assert.Single(symbols.Resolve("_start")).Address;
         var startByte = LiveByte(tracee.Pid, start);
         var target = InferiorCall.Resolve(symbols, function);
-        var observer = new Observer(tick, calls, (c, stop) => c.Call(stop, target, timeout));
+        var observer = new Observer(tick, calls, (c, stop) => call ? c.Call(stop, target, timeout) : null);
         using (var session = TraceSession.Attach(tracee.Pid, observer, new TraceOptions { TraceSyscalls = false }))
         {
             Poll.Until(() => Volatile.Read(ref observer.InsertError) != -1, Timeout, "the breakpoint to be inserted");
@@ -162,7 +163,7 @@ public sealed partial class InferiorCallTests
     public void A_call_that_clobbers_every_vector_and_scratch_register_leaves_the_thread_as_it_was()
     {
         using var run = CallIn("clobber", calls: 20);
-        Assert.All(run.Observer.Results, r => Assert.Equal((CallOutcome.Returned, 1UL), (r.Outcome, r.ReturnValue)));
+        Assert.All(run.Observer.Results, r => Assert.Equal((CallOutcome.Returned, 1UL), (r!.Outcome, r.ReturnValue)));
     }
 
     [Fact]
@@ -232,5 +233,94 @@ public sealed partial class InferiorCallTests
         var e = Assert.Throws<SymbolLookupException>(() => InferiorCall.Resolve(symbols, "say_helo"));
         Assert.Contains("say_hello", e.Suggestions);
         Assert.Equal(0, ProcStatus.Get(tracee.Pid).TracerPid);
+    }
+
+    [Fact]
+    public async Task Ruby_rb_backtrace_called_at_a_breakpoint_prints_the_scripts_backtrace_as_gdbs_call_does()
+    {
+        using var dir = new TempDir();
+        var script = Path.Combine(Fixtures.SourceDirectory, "call_ruby.rb");
+        using var ruby = Tracee.Start(["/usr/bin/ruby", script], stdoutPath: dir.File("out"), stderrPath: dir.File("err"));
+        Poll.Until(() => ruby.StdoutFileText().Contains("ready", StringComparison.Ordinal), Timeout, "ruby's ready line");
+        var symbols = ProcessSymbols.ForProcess(ruby.Pid);
+        var cbrt = Assert.Single(symbols.Resolve("libm.so.6:cbrt")).Address;
+        var target = InferiorCall.Resolve(symbols, "rb_backtrace");
+        Assert.StartsWith("libruby", target.Location.Module.Name, StringComparison.Ordinal);
+        var observer = new Observer(cbrt, 1, (c, stop) => c.Call(stop, target));
+        using (var session = TraceSession.Attach(ruby.Pid, observer, new TraceOptions { TraceSyscalls = false }))
+        {
+            Poll.Until(() => observer.Done, Timeout, "the call at cbrt");
+            session.RequestDetach();
+            Assert.Null((await session.Completion.WaitAsync(Timeout)).Error);
+        }
+
+        Assert.Null(observer.Error);
+        Assert.Empty(observer.RegisterDifferences);
+        var r = Assert.Single(observer.Results)!;
+        Assert.Equal(CallOutcome.Returned, r.Outcome);
+        var ours = Encoding.UTF8.GetString(r.OutputBytes());
+        Assert.Matches(@"call_ruby\.rb:4:in .hot'", ours);
+        Assert.Equal(ours, ruby.StderrFileText()); // the process's own stderr got it too
+
+        // gdb at the same breakpoint: `call (void)rb_backtrace()` prints the same lines to ruby's stderr.
+        Gdb.Run(ruby.Pid, "break cbrt", "continue", "call (void)rb_backtrace()");
+        Poll.Until(() => ruby.StderrFileText().Length >= 2 * ours.Length, Timeout, () => $"gdb's backtrace in ruby's stderr:\n{ruby.StderrFileText()}");
+        Assert.Equal(ours + ours, ruby.StderrFileText());
+
+        // Untraced, and still running its loop.
+        Assert.Equal(0, ProcStatus.Get(ruby.Pid).TracerPid);
+        Assert.True(Signals.Send(ruby.Pid, Signals.SIGUSR2).IsOk);
+        Poll.Until(() => ruby.StdoutFileText().Contains("alive ", StringComparison.Ordinal), Timeout, "ruby's alive line");
+    }
+
+    /// <summary>What the fixture's own clock says a breakpoint hit with a call costs its thread, over the untraced tick cost.</summary>
+    private static double HeldPerHit(Status before, Status after, Status untraced, int hits)
+    {
+        var baseline = (double)untraced.TickNs / untraced.Loops;
+        return (after.TickNs - before.TickNs - baseline * (after.Loops - before.Loops)) / hits;
+    }
+
+    [Fact]
+    public void A_call_at_a_breakpoint_holds_the_thread_at_least_ten_times_less_than_gdbs_call()
+    {
+        const int Ours = 200, Gdbs = 40;
+        double oursHit, oursHitAndCall;
+        TimeSpan medianHeld;
+        using (var run = CallIn("quiet", calls: Ours, call: false))
+            oursHit = HeldPerHit(run.Before, run.After, run.Before, Ours);
+        using (var run = CallIn("quiet", calls: Ours))
+        {
+            Assert.All(run.Observer.Results, r => Assert.Equal((CallOutcome.Returned, 42UL), (r!.Outcome, r.ReturnValue)));
+            oursHitAndCall = HeldPerHit(run.Before, run.After, run.Before, Ours);
+            medianHeld = run.Observer.Results.Select(r => r!.Held).Order().ElementAt(Ours / 2);
+        }
+
+        var gdbHit = GdbPerHit(Gdbs, call: false);
+        var gdbHitAndCall = GdbPerHit(Gdbs, call: true);
+        // The call alone: nozoki's own clock, from the call's start to the restore (the fixture's clock is too coarse a
+        // difference on a loaded machine), against what gdb's `call` adds to its hit.
+        var ours = medianHeld.TotalNanoseconds;
+        var gdbs = gdbHitAndCall - gdbHit;
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"thread held per breakpoint hit (fixture's clock): nozoki {oursHit / 1000:0.0} us, with a call of quiet() {oursHitAndCall / 1000:0.0} us; gdb {gdbHit / 1000:0.0} us, with `call (long)quiet()` {gdbHitAndCall / 1000:0.0} us"));
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"the call alone: nozoki {ours / 1000:0.0} us (median), gdb {gdbs / 1000:0.0} us: {gdbs / ours:0.0}x; hit with call {gdbHitAndCall / oursHitAndCall:0.0}x"));
+        Assert.True(gdbs >= 10 * ours, $"the call alone: nozoki {ours:0} ns, gdb {gdbs:0} ns");
+        Assert.True(gdbHitAndCall >= 3 * oursHitAndCall, $"a hit with a call: nozoki {oursHitAndCall:0} ns, gdb {gdbHitAndCall:0} ns");
+    }
+
+    /// <summary>gdb -batch: `break tick`, then HITS times `continue` (and `call (long)quiet()`), as the fixture's clock sees it.</summary>
+    private static double GdbPerHit(int hits, bool call)
+    {
+        using var dir = new TempDir();
+        using var tracee = Tracee.Start([Fixtures.Get("call_target")], stdoutPath: dir.File("out"));
+        Poll.Until(() => tracee.StdoutFileText().Contains("ready", StringComparison.Ordinal), Timeout, "the fixture's ready line");
+        var before = AskStatus(tracee);
+        var each = call ? "print(gdb.execute('call (long)quiet()', to_string=True).strip())" : "print('$0 = 42')";
+        var text = Gdb.Run(tracee.Pid, "break tick", $"python [(gdb.execute('continue', to_string=True), {each}) for i in range({hits})]");
+        Assert.Equal(hits, Regex.Matches(text, @"^\$\d+ = 42$", RegexOptions.Multiline).Count);
+        var after = AskStatus(tracee);
+        Assert.Equal(0, after.Mismatches);
+        return HeldPerHit(before, after, before, hits);
     }
 }

@@ -12,9 +12,11 @@ namespace Nozoki.Tracing;
 /// </summary>
 internal sealed partial class StopLoop
 {
-    // How long the wait for the thread polls before it sleeps: most stops of a short call (its syscalls) come within
-    // microseconds, and a 1 ms sleep for each would be most of the call's cost.
-    private static readonly long AloneSpinTicks = Stopwatch.Frequency / 2000;
+    // How long the wait for the thread polls before it sleeps: most stops of a short call (its syscalls, its return)
+    // come within microseconds. Then it sleeps in short steps (not sched_yield: on a loaded machine a yield hands the
+    // CPU to whatever else runs for a whole time slice), growing up to a millisecond for a call that takes long.
+    private static readonly long AloneSpinTicks = Stopwatch.Frequency / 50_000;
+    private const uint AloneFirstSleepMicroseconds = 10, AloneLongestSleepMicroseconds = 1000;
 
     // After a PTRACE_INTERRUPT, how long its stop may take (a thread in an uninterruptible sleep answers late).
     private static readonly TimeSpan InterruptGrace = TimeSpan.FromSeconds(2);
@@ -80,21 +82,18 @@ internal sealed partial class StopLoop
     private static int WaitAlone(int tid, long deadline, out int status)
     {
         var start = Stopwatch.GetTimestamp();
-        for (var spins = 0; ; spins++)
+        var sleep = AloneFirstSleepMicroseconds;
+        for (var sleeps = 0; ; )
         {
             var r = PosixSpawn.WaitPid(tid, Wait.Tracees | Wait.WNOHANG, out status);
             if (r == tid) return 1;
             if (r < 0) return -1;
             var now = Stopwatch.GetTimestamp();
             if (now >= deadline) return 0;
-            if (now - start < AloneSpinTicks)
-            {
-                Thread.Yield();
-                continue;
-            }
-
-            if ((spins & 63) == 0 && ProcessInfo.TryRead(tid) is not { State: not ('Z' or 'X') }) return -1;
-            Thread.Sleep(1);
+            if (now - start < AloneSpinTicks) continue;
+            if ((++sleeps & 255) == 0 && ProcessInfo.TryRead(tid) is not { State: not ('Z' or 'X') }) return -1;
+            Libc.usleep(sleep);
+            sleep = Math.Min(sleep * 2, AloneLongestSleepMicroseconds);
         }
     }
 
