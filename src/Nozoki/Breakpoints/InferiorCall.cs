@@ -27,7 +27,7 @@ public enum CallOutcome
     /// <summary>The thread died (or its process executed a new program) during the call: nothing to restore.</summary>
     Lost,
 
-    /// <summary>Nothing was done: the thread is not in a stop of the caller's (or the session is detaching).</summary>
+    /// <summary>Nothing was done: the thread is not in a stop of the caller's, is at a syscall-entry stop, or the session is detaching.</summary>
     Refused,
 }
 
@@ -53,7 +53,7 @@ public sealed record InferiorCallResult(
         CallOutcome.TimedOut => string.Create(CultureInfo.InvariantCulture,
             $"{Function} did not return within {Timeout.TotalSeconds:0.###} s: abandoned, thread restored (what it held, it still holds)"),
         CallOutcome.Lost => $"{Function}: the thread died (or executed a new program) during the call",
-        _ => $"{Function}: not called (the thread is not in a stop of this observer)",
+        _ => $"{Function}: not called (the thread is not in a stop of this observer, or is entering a syscall)",
     };
 }
 
@@ -148,7 +148,8 @@ public sealed class InferiorCall
         _held.Clear();
         _outputBytes = 0;
         _writeNr = -1;
-        if (!_saved.Save(tid) || !PtraceCalls.GetRegs(tid, out var regs) || !PtraceCalls.GetSigMask(tid, out var mask))
+        if (!_saved.Save(tid) || !PtraceCalls.GetRegs(tid, out var regs) || !PtraceCalls.GetSigMask(tid, out var mask)
+            || AtSyscallEntry(tid))
             return Result(target, CallOutcome.Refused, 0, default, 0, start, timeout);
         var entry = EntryPoint(pid);
         Span<byte> original = stackalloc byte[1];
@@ -185,6 +186,13 @@ public sealed class InferiorCall
         foreach (var sig in _held) Libc.tgkill(pid, tid, sig);
         return Result(target, outcome, value, (faultSignal, faultAddress, faultPc), _held.Count, start, timeout);
     }
+
+    /// <summary>
+    /// A syscall-entry (or seccomp) stop: the kernel would skip that syscall once orig_rax is -1, and the restore after
+    /// the call could not bring it back. (At an exit stop the restored orig_rax and rax restart it if it was to be.)
+    /// </summary>
+    private static bool AtSyscallEntry(int tid) =>
+        PtraceCalls.GetSyscallInfo(tid, out var info) && info.Op is Ptrace.SYSCALL_INFO_ENTRY or Ptrace.SYSCALL_INFO_SECCOMP;
 
     private static readonly ulong CallMask = ~(Bit(Signals.SIGSEGV) | Bit(Signals.SIGBUS) | Bit(Signals.SIGILL) | Bit(Signals.SIGFPE)
         | Bit(Signals.SIGTRAP) | Bit(Signals.SIGSYS));
