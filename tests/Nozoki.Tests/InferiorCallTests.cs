@@ -71,10 +71,10 @@ public sealed partial class InferiorCallTests(ITestOutputHelper output)
         public void OnDetaching(int pid) => Breakpoints.OnDetaching(pid);
     }
 
-    [GeneratedRegex(@"^status loops=(\d+) mismatches=(\d+) usr1=(\d+) usr1_in_call=(\d+) segv=(\d+) tick_ns=(\d+)$", RegexOptions.Multiline)]
+    [GeneratedRegex(@"^status loops=(\d+) mismatches=(\d+) usr1=(\d+) usr1_in_call=(\d+) segv=(\d+) tick_ns=(\d+) other=(\d+)$", RegexOptions.Multiline)]
     private static partial Regex StatusLine();
 
-    private sealed record Status(long Loops, long Mismatches, int Usr1, int Usr1InCall, int Segv, long TickNs);
+    private sealed record Status(long Loops, long Mismatches, int Usr1, int Usr1InCall, int Segv, long TickNs, long Other);
 
     /// <summary>Asks the fixture for its status line (SIGUSR2) and waits for a new one.</summary>
     private static Status AskStatus(Tracee tracee)
@@ -85,7 +85,7 @@ public sealed partial class InferiorCallTests(ITestOutputHelper output)
         Poll.Until(() => (all = StatusLine().Matches(tracee.StdoutFileText())).Count > seen, Timeout, "the fixture's status line");
         var m = all[^1];
         long N(int i) => long.Parse(m.Groups[i].Value, CultureInfo.InvariantCulture);
-        return new Status(N(1), N(2), (int)N(3), (int)N(4), (int)N(5), N(6));
+        return new Status(N(1), N(2), (int)N(3), (int)N(4), (int)N(5), N(6), N(7));
     }
 
     private sealed record Run(Observer Observer, Tracee Tracee, TempDir Dir, Status Before, Status After) : IDisposable
@@ -103,10 +103,10 @@ public sealed partial class InferiorCallTests(ITestOutputHelper output)
     /// Starts call_target, resolves FUNCTION, attaches, calls it CALLS times at tick hits (DURING runs on the test thread
     /// meanwhile), detaches; then checks that the process is untraced, unharmed, its code as before.
     /// </summary>
-    private static Run CallIn(string function, TimeSpan? timeout = null, int calls = 1, Action<Tracee>? during = null, bool call = true)
+    private static Run CallIn(string function, TimeSpan? timeout = null, int calls = 1, Action<Tracee>? during = null, bool call = true, string[]? args = null)
     {
         var dir = new TempDir();
-        var tracee = Tracee.Start([Fixtures.Get("call_target")], stdoutPath: dir.File("out"), stderrPath: dir.File("err"));
+        var tracee = Tracee.Start([Fixtures.Get("call_target"), .. args ?? []], stdoutPath: dir.File("out"), stderrPath: dir.File("err"));
         Poll.Until(() => tracee.StdoutFileText().Contains("ready", StringComparison.Ordinal), Timeout, "the fixture's ready line");
         var before = AskStatus(tracee);
         var symbols = ProcessSymbols.ForProcess(tracee.Pid);
@@ -164,6 +164,15 @@ public sealed partial class InferiorCallTests(ITestOutputHelper output)
     {
         using var run = CallIn("clobber", calls: 20);
         Assert.All(run.Observer.Results, r => Assert.Equal((CallOutcome.Returned, 1UL), (r!.Outcome, r.ReturnValue)));
+    }
+
+    [Fact]
+    public void The_other_threads_of_the_process_are_kept_stopped_during_a_call_and_go_on_after()
+    {
+        using var run = CallIn("other_moves", calls: 3, args: ["thread"]);
+        Assert.Equal(2, Directory.GetDirectories($"/proc/{run.Tracee.Pid}/task").Length);
+        Assert.All(run.Observer.Results, r => Assert.Equal((CallOutcome.Returned, 0UL), (r!.Outcome, r.ReturnValue)));
+        Poll.Until(() => AskStatus(run.Tracee).Other > run.After.Other, Timeout, "the other thread to count on");
     }
 
     [Fact]
