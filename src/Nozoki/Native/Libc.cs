@@ -34,6 +34,10 @@ internal static unsafe partial class Libc
     /// <summary>pidfd_send_signal(2): signals the process the descriptor refers to (ESRCH once it has been reaped).</summary>
     internal static int pidfd_send_signal(int pidfd, int signal) => (int)syscall_pidfd(424, pidfd, (uint)signal, 0, 0);
 
+    /// <summary>usleep(3): a sleep shorter than Thread.Sleep's millisecond (a thread waiting for another's ptrace stop).</summary>
+    [LibraryImport(Lib, EntryPoint = "usleep")]
+    internal static partial int usleep(uint microseconds);
+
     [LibraryImport(Lib, EntryPoint = "kill", SetLastError = true)]
     internal static partial int kill(int pid, int sig);
 

@@ -20,6 +20,8 @@ internal static class Ptrace
     internal const long SEIZE = 0x4206;
     internal const long INTERRUPT = 0x4207;
     internal const long LISTEN = 0x4208;
+    internal const long GETSIGMASK = 0x420a;
+    internal const long SETSIGMASK = 0x420b;
     internal const long GET_SYSCALL_INFO = 0x420e;
 
     internal const int O_TRACESYSGOOD = 0x01;

@@ -45,6 +45,15 @@ internal static unsafe class PtraceCalls
         }
     }
 
+    /// <summary>PTRACE_GETSIGMASK: the thread's blocked signals (bit SIG-1 for signal SIG), as the kernel's 8-byte sigset_t.</summary>
+    internal static bool GetSigMask(int tid, out ulong mask)
+    {
+        fixed (ulong* p = &mask) return Libc.ptrace(Ptrace.GETSIGMASK, tid, sizeof(ulong), (nint)p) == 0;
+    }
+
+    /// <summary>PTRACE_SETSIGMASK (Linux 3.11+); the kernel leaves SIGKILL and SIGSTOP unblocked whatever is asked.</summary>
+    internal static bool SetSigMask(int tid, ulong mask) => Libc.ptrace(Ptrace.SETSIGMASK, tid, sizeof(ulong), (nint)(&mask)) == 0;
+
     internal static bool GetSigInfo(int tid, out SigInfoRaw info)
     {
         fixed (SigInfoRaw* p = &info) return Libc.ptrace(Ptrace.GETSIGINFO, tid, 0, (nint)p) == 0;

@@ -86,4 +86,49 @@ public interface ITraceControl
     /// it cannot be: the session is detaching, or tid is not the thread of the current stop.
     /// </summary>
     bool SingleStep(int tid);
+
+    /// <summary>
+    /// For the thread of the current stop only, inside the observer call that reported it (to call a function in the
+    /// process: <c>InferiorCall</c>): stops every other thread of its process (their stops are handled after the observer
+    /// returns, in order, as for <see cref="SingleStep"/>), resumes the thread with no signal (PTRACE_SYSCALL when
+    /// <paramref name="syscallStops"/>, else PTRACE_CONT) and waits for its next ptrace stop. A thread that has not
+    /// stopped within <paramref name="timeout"/> is interrupted (PTRACE_INTERRUPT) and its next stop awaited. Either
+    /// way it is then stopped again, still the observer's, its registers free to change; the observer may call this
+    /// again, and when it returns the thread goes on as the loop would have resumed the stop it was told about. Its
+    /// clone and fork events are handled as the loop handles them, and not returned. A stop this cannot give back
+    /// (its death, an exec) is handed to the loop, and the thread is no longer the observer's (<see cref="AloneStop.Gone"/>).
+    /// </summary>
+    AloneStop RunAlone(int tid, bool syscallStops, TimeSpan timeout) => default;
+}
+
+/// <summary>What a thread run by <see cref="ITraceControl.RunAlone"/> stopped for.</summary>
+public enum AloneStopKind
+{
+    /// <summary>Not done: the session is detaching, the thread is not the one of the current stop, or it is stepping.</summary>
+    Refused,
+
+    /// <summary>A signal-delivery stop: <see cref="AloneStop.Signal"/> is about to be delivered (suppressed unless the thread is resumed with it).</summary>
+    Signal,
+
+    /// <summary>A syscall entry or exit stop (PTRACE_GET_SYSCALL_INFO tells which).</summary>
+    Syscall,
+
+    /// <summary>A PTRACE_EVENT stop other than clone/fork (a PTRACE_INTERRUPT's own stop, PTRACE_EVENT_STOP, counts here too).</summary>
+    Event,
+
+    /// <summary>It did not stop within the timeout; it was interrupted and is now in the stop that followed.</summary>
+    TimedOut,
+
+    /// <summary>It died, or its process executed a new program: the loop handles that; the thread is not in a stop of the observer's any more.</summary>
+    Gone,
+}
+
+/// <summary>The stop that <see cref="ITraceControl.RunAlone"/> waited for.</summary>
+/// <param name="Kind">What it is.</param>
+/// <param name="Signal">The signal of a signal-delivery stop (or of the stop that followed a timeout), else 0.</param>
+/// <param name="Event">The PTRACE_EVENT_* of an event stop, else 0.</param>
+public readonly record struct AloneStop(AloneStopKind Kind, int Signal, int Event)
+{
+    /// <summary>The thread is in a ptrace stop that belongs to the observer.</summary>
+    public bool Stopped => Kind is AloneStopKind.Signal or AloneStopKind.Syscall or AloneStopKind.Event or AloneStopKind.TimedOut;
 }

@@ -287,6 +287,8 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
         public void Hold(int pid, bool hold) => loop.Hold(pid, hold);
 
         public bool SingleStep(int tid) => loop.SingleStep(tid);
+
+        public AloneStop RunAlone(int tid, bool syscallStops, TimeSpan timeout) => loop.RunAlone(tid, syscallStops, timeout);
     }
 
     private void RunLoop(StopLoop loop)

@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using Nozoki.Native;
+using Nozoki.Procfs;
+
+namespace Nozoki.Tracing;
+
+/// <summary>
+/// ITraceControl.RunAlone, for a call into the process (Breakpoints/InferiorCall.cs): the observer resumes the thread
+/// of its stop and waits for that thread's next stop without leaving its call. The other threads of the process are
+/// stopped as for a single-step (StopOthers; their stops replayed after the observer returns), so that nothing else of
+/// the process runs meanwhile. waitpid on the one thread leaves every other task's event queued for the main wait.
+/// </summary>
+internal sealed partial class StopLoop
+{
+    // How long the wait for the thread polls before it sleeps: most stops of a short call (its syscalls, its return)
+    // come within microseconds. Then it sleeps in short steps (not sched_yield: on a loaded machine a yield hands the
+    // CPU to whatever else runs for a whole time slice), growing up to a millisecond for a call that takes long.
+    private static readonly long AloneSpinTicks = Stopwatch.Frequency / 50_000;
+    private const uint AloneFirstSleepMicroseconds = 10, AloneLongestSleepMicroseconds = 1000;
+
+    // After a PTRACE_INTERRUPT, how long its stop may take (a thread in an uninterruptible sleep answers late).
+    private static readonly TimeSpan InterruptGrace = TimeSpan.FromSeconds(2);
+
+    public AloneStop RunAlone(int tid, bool syscallStops, TimeSpan timeout)
+    {
+        if (_detaching || !_tasks.TryGetValue(tid, out var t) || !t.IsStopped || t.Stepping || t.StepRequested || t.StopDeferred) return default;
+        StopOthers(t);
+        var request = syscallStops ? Ptrace.SYSCALL : Ptrace.CONT;
+        var deadline = Stopwatch.GetTimestamp() + Ticks(timeout);
+        var interrupted = false;
+        while (true)
+        {
+            var r = PtraceResult.Request(request, tid, 0);
+            if (!r.Done)
+            {
+                // ESRCH: killed while stopped; its death comes to the main wait. Anything else: the session reports it.
+                Check(r, request, t);
+                return Lost(t);
+            }
+
+            int status;
+            while (true)
+            {
+                var w = WaitAlone(tid, deadline, out status);
+                if (w > 0) break;
+                if (w < 0 || interrupted) return Lost(t);
+                // Too long: PTRACE_INTERRUPT, answered by its next ptrace stop, whatever its kind.
+                interrupted = true;
+                deadline = Stopwatch.GetTimestamp() + Ticks(InterruptGrace);
+                if (!PtraceResult.Request(Ptrace.INTERRUPT, tid, 0).Done) return Lost(t);
+            }
+
+            if (!Wait.IfStopped(status)) return HandToLoop(t, status);
+            var sig = Wait.StopSig(status);
+            var evt = Wait.Event(status);
+            if (sig == (Signals.SIGTRAP | 0x80)) return new AloneStop(interrupted ? AloneStopKind.TimedOut : AloneStopKind.Syscall, 0, 0);
+            if (evt == 0) return new AloneStop(interrupted ? AloneStopKind.TimedOut : AloneStopKind.Signal, sig, 0);
+            switch (evt)
+            {
+                case Ptrace.EVENT_CLONE or Ptrace.EVENT_FORK or Ptrace.EVENT_VFORK:
+                    // What the loop does with it; the new task is the loop's from here.
+                    NewChild(t, evt);
+                    continue;
+                case Ptrace.EVENT_EXEC:
+                    return HandToLoop(t, status);
+                case Ptrace.EVENT_STOP when !interrupted:
+                    // The late answer to an interrupt of before (an earlier stop came first): nothing happened.
+                    continue;
+                default:
+                    if (interrupted) return new AloneStop(AloneStopKind.TimedOut, 0, evt);
+                    continue;
+            }
+        }
+    }
+
+    private static long Ticks(TimeSpan span) => (long)(span.TotalSeconds * Stopwatch.Frequency);
+
+    /// <summary>
+    /// waitpid on one thread until DEADLINE: 1 when it reported, 0 when the deadline passed, -1 when it cannot report
+    /// (not ours any more, or a thread group leader that died: its death waits for the other threads, ours, stopped).
+    /// </summary>
+    private static int WaitAlone(int tid, long deadline, out int status)
+    {
+        var start = Stopwatch.GetTimestamp();
+        var sleep = AloneFirstSleepMicroseconds;
+        for (var sleeps = 0; ; )
+        {
+            var r = PosixSpawn.WaitPid(tid, Wait.Tracees | Wait.WNOHANG, out status);
+            if (r == tid) return 1;
+            if (r < 0) return -1;
+            var now = Stopwatch.GetTimestamp();
+            if (now >= deadline) return 0;
+            if (now - start < AloneSpinTicks) continue;
+            if ((++sleeps & 255) == 0 && ProcessInfo.TryRead(tid) is not { State: not ('Z' or 'X') }) return -1;
+            Libc.usleep(sleep);
+            sleep = Math.Min(sleep * 2, AloneLongestSleepMicroseconds);
+        }
+    }
+
+    /// <summary>The thread left the observer's hands while running: the loop treats it as running, its next report is the main wait's.</summary>
+    private static AloneStop Lost(TaskState t)
+    {
+        if (t.Phase == TaskPhase.Stopped) t.Phase = TaskPhase.Running;
+        return new AloneStop(AloneStopKind.Gone, 0, 0);
+    }
+
+    /// <summary>A report only the loop can act on (a death, an exec): handled after the observer returns, as a deferred stop.</summary>
+    private AloneStop HandToLoop(TaskState t, int status)
+    {
+        t.Phase = TaskPhase.Running;
+        t.StopDeferred = true;
+        _deferredStops.Add((t.Tid, status));
+        return new AloneStop(AloneStopKind.Gone, 0, Wait.IfStopped(status) ? Wait.Event(status) : 0);
+    }
+}
