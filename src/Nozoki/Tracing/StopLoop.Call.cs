@@ -109,7 +109,7 @@ internal sealed partial class StopLoop
     {
         t.Phase = TaskPhase.Running;
         t.StopDeferred = true;
-        _deferredStops.Add((t.Tid, status));
+        _deferredStops.Add((t.Tid, t.Tgid, true, status));
         return new AloneStop(AloneStopKind.Gone, 0, Wait.IfStopped(status) ? Wait.Event(status) : 0);
     }
 }
