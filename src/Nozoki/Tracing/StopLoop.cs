@@ -129,11 +129,26 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
             {
                 _attachReported = true;
                 observer.OnAttached(pid, _initialThreads);
+                ReleaseAttached();
                 attached.TrySetResult();
             }
         }
 
         return new TraceResult(TraceEndReason.TargetExited, TargetExit, null);
+    }
+
+    /// <summary>
+    /// Observers have been told of the attach, every thread in a stop meanwhile (see HoldReasons.Attaching): the
+    /// threads go on as they would have, then the stops of threads an observer stopped during that call.
+    /// </summary>
+    private void ReleaseAttached()
+    {
+        foreach (var t in _tasks.Values.ToList())
+        {
+            if ((t.Holds & HoldReasons.Attaching) != 0) Unhold(t, HoldReasons.Attaching);
+        }
+
+        if (_deferredStops.Count > 0 && !_detaching) ReplayDeferredStops();
     }
 
     /// <summary>A ptrace request that was refused: the session ends (detaching the rest) and reports why.</summary>
@@ -293,6 +308,7 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
         // signal it was about to get in Pending.
         t.Phase = TaskPhase.Stopped;
         t.Pending = default;
+        if (!_attachReported) t.Holds |= HoldReasons.Attaching;
         if (t.Initial && first)
         {
             // PTRACE_INTERRUPT is answered by the next ptrace stop of any kind: a thread that was cloning or in a

@@ -41,6 +41,13 @@ internal enum HoldReasons : byte
 
     /// <summary>Born, but its parent's clone/fork event is still to come: the observer must see it first.</summary>
     AwaitingParent = 8,
+
+    /// <summary>
+    /// Attaching: stopped once, while other threads present at attach are still to report their first stop. Every
+    /// thread is kept in its stop until observers have been told (OnAttached), so that they can change code no
+    /// thread runs (insert breakpoints).
+    /// </summary>
+    Attaching = 16,
 }
 
 /// <summary>How a task is resumed from a ptrace stop.</summary>

@@ -287,6 +287,8 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
         public void Hold(int pid, bool hold) => loop.Hold(pid, hold);
 
         public bool SingleStep(int tid) => loop.SingleStep(tid);
+
+        public bool StopAllThreads(int pid) => loop.StopAllThreads(pid);
     }
 
     private void RunLoop(StopLoop loop)
