@@ -49,7 +49,7 @@ internal sealed partial class StopLoop
             // group-stop or gone: it runs no instruction of the process meanwhile.
             if (u == except || u.Tgid != tgid || u.StopDeferred || u.Phase is not (TaskPhase.Running or TaskPhase.InSyscall)) continue;
             // ESRCH: gone already (a zombie); its death is reported to the main wait.
-            if (!PtraceResult.Request(Ptrace.INTERRUPT, u.Tid, 0).Done) continue;
+            if (!PtraceCalls.Request(Ptrace.INTERRUPT, u.Tid, 0).IsOk) continue;
             if (!WaitForInterruptStop(u.Tid, out var status)) continue;
             u.StopDeferred = true;
             _deferredStops.Add((u.Tid, status));
@@ -66,9 +66,9 @@ internal sealed partial class StopLoop
     {
         for (var spins = 0; ; spins++)
         {
-            var r = PosixSpawn.WaitPid(tid, Wait.Tracees | Wait.WNOHANG, out status);
-            if (r == tid) return true;
-            if (r < 0) return false;
+            var r = PosixSpawn.WaitPid(tid, Wait.Tracees | Wait.WNOHANG, out var waited, out status);
+            if (!r.IsOk) return false;
+            if (waited == tid) return true;
             if (spins < 1000)
             {
                 Thread.Yield();

@@ -117,7 +117,7 @@ internal readonly ref struct TaskStop
     }
 
     /// <summary>Carries out a resume: the task runs (or listens) from here.</summary>
-    public PtraceResult Resume(PendingResume how)
+    public SysResult Resume(PendingResume how)
     {
         var t = Consume();
         var request = how.Kind switch
@@ -129,15 +129,15 @@ internal readonly ref struct TaskStop
         };
         // ESRCH: killed while stopped; its death is reported next, so it counts as running until then.
         t.Phase = how.Kind == ResumeKind.Listen ? TaskPhase.GroupStopped : t.InSyscall ? TaskPhase.InSyscall : TaskPhase.Running;
-        return PtraceResult.Request(request, t.Tid, how.Kind == ResumeKind.Listen ? 0 : how.Signal);
+        return PtraceCalls.Request(request, t.Tid, how.Kind == ResumeKind.Listen ? 0 : how.Signal);
     }
 
     /// <summary>PTRACE_DETACH, delivering SIGNAL (0: none).</summary>
-    public PtraceResult Detach(int signal)
+    public SysResult Detach(int signal)
     {
         var t = Consume();
         t.Phase = TaskPhase.Gone;
-        return PtraceResult.Request(Ptrace.DETACH, t.Tid, signal);
+        return PtraceCalls.Request(Ptrace.DETACH, t.Tid, signal);
     }
 
     private TaskState Consume()

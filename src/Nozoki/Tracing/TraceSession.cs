@@ -176,9 +176,9 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
         lock (_reapLock)
         {
             if (_reaped is { } reaped) return reaped;
-            var r = PosixSpawn.WaitPid(TargetPid, Wait.WALL, out var status);
+            var r = PosixSpawn.WaitPid(TargetPid, Wait.WALL, out var waited, out var status);
             // ECHILD: reaped elsewhere; its status is unknown.
-            _reaped = r == TargetPid ? ExitStatus.FromWaitStatus(status) : new ExitStatus(-1, 0);
+            _reaped = r.IsOk && waited == TargetPid ? ExitStatus.FromWaitStatus(status) : new ExitStatus(-1, 0);
             return _reaped.Value;
         }
     }
