@@ -34,7 +34,7 @@ public static class FileKinds
     public static SysResult Get(string path, out FileKind kind)
     {
         ArgumentNullException.ThrowIfNull(path);
-        return new SysResult(PathFiles.GetKind(path, out kind));
+        return PathFiles.GetKind(path, out kind);
     }
 
     /// <summary>"a directory", "a FIFO", ... for messages.</summary>

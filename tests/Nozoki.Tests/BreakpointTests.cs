@@ -303,7 +303,7 @@ public sealed partial class BreakpointTests
         var general = saved.General.ToArray();
         general[0] ^= 0xFF;
         if (!X86_64.SetExtendedState(tid, saved.ExtendedRegset, extended)) return "set extended failed";
-        if (!Native.PtraceCalls.SetRegSet(tid, Native.Ptrace.NT_PRSTATUS, general)) return "set general failed";
+        if (!Native.PtraceCalls.SetRegSet(tid, Native.Ptrace.NT_PRSTATUS, general).IsOk) return "set general failed";
 
         var changed = new X86_64.RegisterState();
         if (!changed.Save(tid)) return "second save failed";

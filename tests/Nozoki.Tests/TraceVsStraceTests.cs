@@ -232,8 +232,30 @@ public sealed partial class TraceVsStraceTests
         Assert.True(code == 0, $"nozoki trace exited {code}: {stderr}");
         var actual = ExecSummary(lines);
         Assert.Contains("execve(\"/bin/true\", [\"/bin/true\"] ... = 0", expected);
+        Assert.Contains("LEADER +++ superseded by execve in pid FORMER +++", expected);
         Assert.True(expected.SequenceEqual(actual),
             $"strace:\n{string.Join('\n', expected)}\nnozoki:\n{string.Join('\n', actual)}\nnozoki output:\n{string.Join('\n', lines)}");
+    }
+
+    /// <summary>
+    /// The same run written live (to a pipe, lines started at the call's entry): the execve's line is cut before the
+    /// old leader's last call ends, and the pid change is said between them, as strace does on stderr (strace's own
+    /// stderr also carries its attach messages and no pid prefix once one task is left, so the order is compared).
+    /// </summary>
+    [Fact]
+    public void Execve_from_a_second_thread_live_cuts_the_execve_line()
+    {
+        using var p = NozokiCli.Start(["trace", "-f", "--", Fixtures.Get("execthread"), "/bin/true"]);
+        Assert.Equal(0, p.WaitForExit(NozokiCli.ExitTimeout));
+        var lines = ExternalProcess.SplitLines(p.StderrText());
+        var execve = Array.FindIndex(lines, l => l.Contains("execve(\"/bin/true\"", StringComparison.Ordinal));
+        Assert.True(execve >= 0, string.Join('\n', lines));
+        Assert.True(execve + 3 < lines.Length, string.Join('\n', lines));
+        var context = string.Join('\n', lines[execve..(execve + 4)]);
+        Assert.True(lines[execve].EndsWith(" <unfinished ...>", StringComparison.Ordinal), context);
+        Assert.True(Regex.IsMatch(lines[execve + 1], @"<\.\.\. pause resumed>\) += \?$"), context);
+        Assert.True(Regex.IsMatch(lines[execve + 2], @"^(\[pid +\d+\] )?\+\+\+ superseded by execve in pid \d+ \+\+\+$"), context);
+        Assert.True(Regex.IsMatch(lines[execve + 3], @"^(\[pid +\d+\] )?<\.\.\. execve resumed>\) += 0$"), context);
     }
 
     /// <summary>The execve and pause calls of a run, joined with their resumption (by name: the id changes), as "call ... = ret".</summary>
@@ -241,11 +263,21 @@ public sealed partial class TraceVsStraceTests
     {
         var result = new List<string>();
         var open = new Dictionary<string, string>(StringComparer.Ordinal);
+        string? leader = null;
         foreach (var raw in lines)
         {
-            var body = ExecBody().Match(raw).Groups["body"].Value;
+            var prefix = ExecBody().Match(raw);
+            var body = prefix.Groups["body"].Value;
+            leader ??= prefix.Groups["pid"].Value;
             Match m;
-            if ((m = ExecUnfinished().Match(body)).Success) open[m.Groups["name"].Value] = m.Groups["head"].Value;
+            if ((m = Superseded().Match(body)).Success)
+            {
+                // Pids differ between the runs: say which thread is which.
+                var who = prefix.Groups["pid"].Value == leader ? "LEADER" : prefix.Groups["pid"].Value;
+                var former = m.Groups["former"].Value == leader ? "LEADER" : m.Groups["former"].Value == Former(lines) ? "FORMER" : m.Groups["former"].Value;
+                result.Add($"{who} +++ superseded by execve in pid {former} +++");
+            }
+            else if ((m = ExecUnfinished().Match(body)).Success) open[m.Groups["name"].Value] = m.Groups["head"].Value;
             else if ((m = ExecResumed().Match(body)).Success)
                 result.Add($"{open.GetValueOrDefault(m.Groups["name"].Value, m.Groups["name"].Value + "(?")} ... = {m.Groups["ret"].Value}");
             else if ((m = ExecComplete().Match(body)).Success)
@@ -255,8 +287,16 @@ public sealed partial class TraceVsStraceTests
         return result;
     }
 
-    [GeneratedRegex(@"^(?:\d+ +|\[pid +\d+\] )?(?<body>.*)$")]
+    /// <summary>The thread that started the second execve (by its id before the exec).</summary>
+    private static string? Former(IEnumerable<string> lines) =>
+        lines.Select(l => ExecBody().Match(l))
+            .FirstOrDefault(m => m.Groups["body"].Value.StartsWith("execve(\"/bin/true\"", StringComparison.Ordinal))?.Groups["pid"].Value;
+
+    [GeneratedRegex(@"^(?:(?<pid>\d+) +|\[pid +(?<pid>\d+)\] )?(?<body>.*)$")]
     private static partial Regex ExecBody();
+
+    [GeneratedRegex(@"^\+\+\+ superseded by execve in pid (?<former>\d+) \+\+\+$")]
+    private static partial Regex Superseded();
 
     [GeneratedRegex(@"^(?<head>(?<name>execve|pause)\((?:""[^""]*"", \[[^\]]*\])?).* <unfinished \.\.\.>$")]
     private static partial Regex ExecUnfinished();

@@ -11,7 +11,8 @@ namespace Nozoki.Cli.Output;
 /// <summary>
 /// --json: one object per completed syscall
 /// ({"time","pid","tid","syscall","nr","args":[{"raw","text"}...],"ret","errno","error","duration","text"}) and objects
-/// with an "event" key for signals, exits, attach and detach. Reuses one buffer: no allocation per call.
+/// with an "event" key for signals, exits, attach and detach, and a leader superseded by another thread's execve
+/// ({"event":"superseded","pid","by_tid"}, strace's "+++ superseded by execve in pid N +++"). Reuses one buffer: no allocation per call.
 /// </summary>
 internal sealed class JsonTraceSink : TraceOutput
 {
@@ -94,6 +95,15 @@ internal sealed class JsonTraceSink : TraceOutput
         _json.WriteNumber("pid"u8, pid);
         if (status.Signaled) _json.WriteString("signal"u8, Signals.Name(status.Signal));
         else _json.WriteNumber("status"u8, status.Code);
+        End();
+    }
+
+    public override void OnExecSuperseded(in ExecSuperseded record)
+    {
+        Begin(record.Timestamp);
+        _json.WriteString("event"u8, "superseded"u8);
+        _json.WriteNumber("pid"u8, record.Pid);
+        _json.WriteNumber("by_tid"u8, record.FormerTid);
         End();
     }
 

@@ -249,6 +249,18 @@ internal sealed class TextTraceSink(FdWriter writer, bool buffered, TextTraceSin
         Write(_line.Span);
     }
 
+    public override void OnExecSuperseded(in ExecSuperseded record)
+    {
+        Leader(record.Pid, record.Timestamp);
+        if (style.Paint) _line.Append(Bold);
+        _line.Append("+++ superseded by execve in pid ");
+        _line.AppendInt(record.FormerTid);
+        _line.Append(" +++");
+        if (style.Paint) _line.Append(Reset);
+        _line.Append('\n');
+        Write(_line.Span);
+    }
+
     public override void OnAttached(int pid, int threadCount)
     {
         if (!style.Quiet && pid > 0 && threadCount > 0 && !Launched) Say($"attached to PID {pid} ({threadCount} thread{(threadCount == 1 ? "" : "s")})");

@@ -28,6 +28,10 @@ internal abstract class TraceOutput(FdWriter writer, bool buffered) : ISyscallSi
     {
     }
 
+    public virtual void OnExecSuperseded(in ExecSuperseded record)
+    {
+    }
+
     public virtual void OnTaskCount(int count)
     {
     }

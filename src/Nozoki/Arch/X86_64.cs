@@ -35,7 +35,7 @@ internal static partial class X86_64
     /// <summary>PTRACE_GETREGS of a stopped thread.</summary>
     public static bool TryGetRegisters(int tid, out X86Registers registers)
     {
-        if (!PtraceCalls.GetRegs(tid, out var r))
+        if (!PtraceCalls.GetRegs(tid, out var r).IsOk)
         {
             registers = default;
             return false;
@@ -47,20 +47,20 @@ internal static partial class X86_64
 
     public static bool SetInstructionPointer(int tid, ulong rip)
     {
-        if (!PtraceCalls.GetRegs(tid, out var r)) return false;
+        if (!PtraceCalls.GetRegs(tid, out var r).IsOk) return false;
         r.Rip = rip;
-        return PtraceCalls.SetRegs(tid, r);
+        return PtraceCalls.SetRegs(tid, r).IsOk;
     }
 
     /// <summary>Emulates a `ret`: pops the return address into the instruction pointer.</summary>
     public static bool EmulateReturn(int tid)
     {
-        if (!PtraceCalls.GetRegs(tid, out var r)) return false;
+        if (!PtraceCalls.GetRegs(tid, out var r).IsOk) return false;
         Span<byte> word = stackalloc byte[8];
         if (Memory.ProcessMemory.Read(tid, r.Rsp, word).BytesRead != 8) return false;
         r.Rip = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(word);
         r.Rsp += 8;
-        return PtraceCalls.SetRegs(tid, r);
+        return PtraceCalls.SetRegs(tid, r).IsOk;
     }
 
     /// <summary>Size of struct user_regs_struct, the NT_PRSTATUS register set.</summary>
@@ -84,14 +84,13 @@ internal static partial class X86_64
     public static int GetExtendedState(int tid, Span<byte> buffer, out int regset)
     {
         regset = Ptrace.NT_X86_XSTATE;
-        var n = PtraceCalls.GetRegSet(tid, regset, buffer);
-        if (n >= 0) return n;
+        if (PtraceCalls.GetRegSet(tid, regset, buffer, out var n).IsOk) return n;
         regset = Ptrace.NT_PRFPREG;
-        return PtraceCalls.GetRegSet(tid, regset, buffer);
+        return PtraceCalls.GetRegSet(tid, regset, buffer, out n).IsOk ? n : -1;
     }
 
     /// <summary>Writes back a state read by <see cref="GetExtendedState"/> (the same regset, the same bytes).</summary>
-    public static bool SetExtendedState(int tid, int regset, ReadOnlySpan<byte> state) => PtraceCalls.SetRegSet(tid, regset, state);
+    public static bool SetExtendedState(int tid, int regset, ReadOnlySpan<byte> state) => PtraceCalls.SetRegSet(tid, regset, state).IsOk;
 
     /// <summary>Every register of a stopped thread, general and extended, saved to be put back as it was (around a call into the process).</summary>
     public sealed class RegisterState
@@ -110,13 +109,13 @@ internal static partial class X86_64
 
         public bool Save(int tid)
         {
-            if (PtraceCalls.GetRegSet(tid, Ptrace.NT_PRSTATUS, _general) != GeneralRegistersSize) return false;
+            if (!PtraceCalls.GetRegSet(tid, Ptrace.NT_PRSTATUS, _general, out var n).IsOk || n != GeneralRegistersSize) return false;
             _extendedLength = GetExtendedState(tid, _extended, out _regset);
             return _extendedLength > 0;
         }
 
         public bool Restore(int tid) =>
-            PtraceCalls.SetRegSet(tid, Ptrace.NT_PRSTATUS, _general) && SetExtendedState(tid, _regset, Extended);
+            PtraceCalls.SetRegSet(tid, Ptrace.NT_PRSTATUS, _general).IsOk && SetExtendedState(tid, _regset, Extended);
     }
 
     // --- perf_event register numbers (arch/x86/include/uapi/asm/perf_regs.h, PERF_REG_X86_*) ---

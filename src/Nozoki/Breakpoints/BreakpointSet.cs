@@ -25,10 +25,16 @@ internal sealed class BreakpointSet
 
     public void OnStarted(ITraceControl control) => _control = control;
 
-    /// <summary>The table of pid's address space, made on first use.</summary>
+    /// <summary>For tests: called just before each write into a process's code (see <see cref="BreakpointTable.Writing"/>).</summary>
+    internal Action<BreakpointTable, ulong>? Writing { get; set; }
+
+    /// <summary>
+    /// The table of pid's address space, made on first use. Its inserts and removes stop every thread of the process
+    /// for their write (see <see cref="BreakpointTable"/>): call them inside an observer call.
+    /// </summary>
     public BreakpointTable For(int pid)
     {
-        if (!_tables.TryGetValue(pid, out var t)) _tables[pid] = t = new BreakpointTable(pid);
+        if (!_tables.TryGetValue(pid, out var t)) _tables[pid] = t = new BreakpointTable(pid) { Control = _control, Writing = Writing };
         return t;
     }
 

@@ -148,7 +148,7 @@ public sealed class InferiorCall
         _held.Clear();
         _outputBytes = 0;
         _writeNr = -1;
-        if (!_saved.Save(tid) || !PtraceCalls.GetRegs(tid, out var regs) || !PtraceCalls.GetSigMask(tid, out var mask)
+        if (!_saved.Save(tid) || !PtraceCalls.GetRegs(tid, out var regs).IsOk || !PtraceCalls.GetSigMask(tid, out var mask).IsOk
             || AtSyscallEntry(tid))
             return Result(target, CallOutcome.Refused, 0, default, 0, start, timeout);
         var entry = EntryPoint(pid);
@@ -172,7 +172,7 @@ public sealed class InferiorCall
         var outcome = CallOutcome.Lost;
         ulong value = 0, faultAddress = 0, faultPc = 0;
         var faultSignal = 0;
-        if (PtraceCalls.SetRegs(tid, call) && PtraceCalls.SetSigMask(tid, CallMask))
+        if (PtraceCalls.SetRegs(tid, call).IsOk && PtraceCalls.SetSigMask(tid, CallMask).IsOk)
         {
             var deadline = start + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
             outcome = Run(tid, entry, frame, deadline, ref value, ref faultSignal, ref faultAddress, ref faultPc);
@@ -192,7 +192,7 @@ public sealed class InferiorCall
     /// the call could not bring it back. (At an exit stop the restored orig_rax and rax restart it if it was to be.)
     /// </summary>
     private static bool AtSyscallEntry(int tid) =>
-        PtraceCalls.GetSyscallInfo(tid, out var info) && info.Op is Ptrace.SYSCALL_INFO_ENTRY or Ptrace.SYSCALL_INFO_SECCOMP;
+        PtraceCalls.GetSyscallInfo(tid, out var info).IsOk && info.Op is Ptrace.SYSCALL_INFO_ENTRY or Ptrace.SYSCALL_INFO_SECCOMP;
 
     private static readonly ulong CallMask = ~(Bit(Signals.SIGSEGV) | Bit(Signals.SIGBUS) | Bit(Signals.SIGILL) | Bit(Signals.SIGFPE)
         | Bit(Signals.SIGTRAP) | Bit(Signals.SIGSYS));
@@ -248,7 +248,7 @@ public sealed class InferiorCall
     /// <summary>write(2)/writev(2) on fds 1 and 2: noted at entry, read at exit (as much as was written).</summary>
     private void OnSyscall(int tid)
     {
-        if (!PtraceCalls.GetSyscallInfo(tid, out var info)) return;
+        if (!PtraceCalls.GetSyscallInfo(tid, out var info).IsOk) return;
         if (info.Op == Ptrace.SYSCALL_INFO_ENTRY)
         {
             _writeNr = -1;

@@ -90,7 +90,7 @@ internal sealed class FdTargets
         t.Regroup();
         // Descriptors a shell may have saved a stream in before redirecting it (see Duplicated).
         t._open = new int[64];
-        var n = FdTable.List(pid, t._dirents = new byte[4096], ref t._open);
+        FdTable.List(pid, t._dirents = new byte[4096], ref t._open, out var n);
         for (var k = 0; k < n; k++)
         {
             if (t._open[k] is >= FirstShellSave and < FirstShellSave + 64) t._savedBeforeAttach |= 1UL << (t._open[k] - FirstShellSave);
@@ -105,16 +105,16 @@ internal sealed class FdTargets
         var fd = _watched[i];
         if (_exact)
         {
-            var open = Kcmp.SameFile(_pid, fd, _pid, fd) == 0;
+            var open = Kcmp.IsSameFile(_pid, fd, _pid, fd);
             _rep[i] = open ? fd : -1;
             _byNumber[i] = !open;
         }
         else
         {
             _link[i] = Procfs.FdPaths.Read(_pid, fd);
-            var flags = FdTable.Flags(_pid, fd);
+            var known = FdTable.Flags(_pid, fd, out var flags).IsOk;
             _flags[i] = flags & ~FdTable.FdinfoCloexec;
-            _byNumber[i] = _link[i] is null || flags < 0;
+            _byNumber[i] = _link[i] is null || !known;
         }
     }
 
@@ -141,16 +141,16 @@ internal sealed class FdTargets
     {
         foreach (var fd in watched)
         {
-            var r = Kcmp.SameFile(pid, fd, pid, fd);
-            if (r == 0) return true;
-            if (r != -Errno.EBADF) return false;
+            var r = Kcmp.SameFile(pid, fd, pid, fd, out var same);
+            if (r.IsOk && same) return true;
+            if (r.Errno != Errno.EBADF) return false;
         }
 
         return true; // nothing open to compare: every stream counts by its number either way
     }
 
     private bool SameDescription(int i, int j) => _exact
-        ? Kcmp.SameFile(_pid, _rep[i], _pid, _rep[j]) == 0
+        ? Kcmp.IsSameFile(_pid, _rep[i], _pid, _rep[j])
         : _link[i] == _link[j] && _flags[i] == _flags[j];
 
     /// <summary>The child of a fork: its table is a copy of this one's, so are the streams (and what is known of them).</summary>
@@ -192,16 +192,17 @@ internal sealed class FdTargets
             for (var i = 0; i < _watched.Length && group < 0; i++)
             {
                 if (_rep[i] < 0) continue;
-                var r = Kcmp.SameFile(_pid, _rep[i], _pid, fd);
-                if (r == 0) group = _leader[i];
-                else if (r == -Errno.EBADF && Kcmp.SameFile(_pid, fd, _pid, fd) == -Errno.EBADF) return Unknown;
+                var r = Kcmp.SameFile(_pid, _rep[i], _pid, fd, out var same);
+                if (r.IsOk && same) group = _leader[i];
+                else if (r.Errno == Errno.EBADF && Kcmp.SameFile(_pid, fd, _pid, fd, out _).Errno == Errno.EBADF) return Unknown;
             }
         }
         else
         {
             var link = Procfs.FdPaths.Read(_pid, fd);
             if (link is null) return Unknown;
-            var flags = FdTable.Flags(_pid, fd) & ~FdTable.FdinfoCloexec;
+            FdTable.Flags(_pid, fd, out var flags);
+            flags &= ~FdTable.FdinfoCloexec;
             for (var i = 0; i < _watched.Length && group < 0; i++)
             {
                 if (!_byNumber[i] && _link[i] == link && _flags[i] == flags) group = _leader[i];
@@ -269,7 +270,7 @@ internal sealed class FdTargets
     {
         if (from < FirstShellSave || from >= FirstShellSave + 64 || (_savedBeforeAttach & (1UL << (from - FirstShellSave))) == 0) return;
         if (Array.IndexOf(_watched, to) < 0) return;
-        if (FdTable.Flags(_pid, from) is var f && (f < 0 || (f & FdTable.FdinfoCloexec) == 0)) return;
+        if (!FdTable.Flags(_pid, from, out var f).IsOk || (f & FdTable.FdinfoCloexec) == 0) return;
         for (var i = 0; i < _watched.Length; i++)
         {
             if (_watched[i] == to) Anchor(i);
@@ -285,7 +286,7 @@ internal sealed class FdTargets
         if (!_exact) return;
         for (var i = 0; i < _watched.Length; i++)
         {
-            if (_rep[i] < 0 || (FdTable.Flags(_pid, _rep[i]) is var f && (f < 0 || (f & FdTable.FdinfoCloexec) == 0))) continue;
+            if (_rep[i] < 0 || !FdTable.Flags(_pid, _rep[i], out var f).IsOk || (f & FdTable.FdinfoCloexec) == 0) continue;
             var other = FindOther(_rep[i], -1, -1, keptAcrossExec: true);
             if (other >= 0) _rep[i] = other;
         }
@@ -300,7 +301,7 @@ internal sealed class FdTargets
         for (var i = 0; i < _watched.Length; i++)
         {
             _losingTo[i] = 0;
-            if (_rep[i] >= 0 && Kcmp.SameFile(_pid, _rep[i], _pid, _rep[i]) != 0) _rep[i] = -1;
+            if (_rep[i] >= 0 && !Kcmp.IsSameFile(_pid, _rep[i], _pid, _rep[i])) _rep[i] = -1;
         }
     }
 
@@ -313,13 +314,13 @@ internal sealed class FdTargets
             _open = new int[64];
         }
 
-        var n = FdTable.List(_pid, _dirents, ref _open);
+        FdTable.List(_pid, _dirents, ref _open, out var n);
         for (var k = 0; k < n; k++)
         {
             var other = _open[k];
             if (other == fd || (other >= first && other <= last)) continue;
-            if (Kcmp.SameFile(_pid, fd, _pid, other) != 0) continue;
-            if (keptAcrossExec && (FdTable.Flags(_pid, other) is var f && (f < 0 || (f & FdTable.FdinfoCloexec) != 0))) continue;
+            if (!Kcmp.IsSameFile(_pid, fd, _pid, other)) continue;
+            if (keptAcrossExec && (!FdTable.Flags(_pid, other, out var f).IsOk || (f & FdTable.FdinfoCloexec) != 0)) continue;
             return other;
         }
 

@@ -9,9 +9,9 @@ internal static unsafe class Fd
 
     /// <summary>
     /// write(2) until every byte is out, at the descriptor's own file offset (a FileStream would pwrite at an offset
-    /// of its own and overwrite a redirected file). Returns 0 or the errno that stopped it (EPIPE: reader gone).
+    /// of its own and overwrite a redirected file). A failure is the errno that stopped it (EPIPE: reader gone).
     /// </summary>
-    internal static int WriteAll(int fd, ReadOnlySpan<byte> data)
+    internal static SysResult WriteAll(int fd, ReadOnlySpan<byte> data)
     {
         fixed (byte* p = data)
         {
@@ -35,10 +35,10 @@ internal static unsafe class Fd
                     continue;
                 }
 
-                return errno;
+                return new SysResult(errno);
             }
 
-            return 0;
+            return SysResult.Ok;
         }
     }
 
@@ -68,12 +68,13 @@ internal static unsafe class Fd
 
     /// <summary>
     /// Writes data to a non-blocking fd (a socket: sent with MSG_DONTWAIT), waiting in poll while it is full, until
-    /// every byte is out or abandonFd becomes readable. Returns 0 when all was written, -1 when abandoned, else the
-    /// errno that stopped it; written says how many bytes went out. With once, it gives up at the first EAGAIN.
+    /// every byte is out or abandonFd becomes readable (abandoned, which is no failure). A failure is the errno that
+    /// stopped it; written says how many bytes went out. With once, it gives up (abandoned) at the first EAGAIN.
     /// </summary>
-    internal static int WriteAllUnlessAbandoned(int fd, bool socket, ReadOnlySpan<byte> data, int abandonFd, bool once, out int written)
+    internal static SysResult WriteAllUnlessAbandoned(int fd, bool socket, ReadOnlySpan<byte> data, int abandonFd, bool once, out int written, out bool abandoned)
     {
         written = 0;
+        abandoned = false;
         var pfds = stackalloc PollFd[2];
         fixed (byte* p = data)
         {
@@ -90,16 +91,18 @@ internal static unsafe class Fd
 
                 var errno = n == 0 ? Errno.EIO : Marshal.GetLastPInvokeError();
                 if (errno == Errno.EINTR) continue;
-                if (errno != Errno.EAGAIN) return errno;
-                if (once) return -1;
+                if (errno != Errno.EAGAIN) return new SysResult(errno);
+                abandoned = once;
+                if (once) return SysResult.Ok;
                 pfds[0] = new PollFd { Fd = fd, Events = Libc.POLLOUT };
                 pfds[1] = new PollFd { Fd = abandonFd, Events = Libc.POLLIN };
                 var r = Libc.poll(pfds, abandonFd >= 0 ? 2UL : 1UL, -1);
-                if (r < 0 && Marshal.GetLastPInvokeError() != Errno.EINTR) return Marshal.GetLastPInvokeError();
-                if (abandonFd >= 0 && (pfds[1].Revents & Libc.POLLIN) != 0) return -1;
+                if (r < 0 && Marshal.GetLastPInvokeError() != Errno.EINTR) return SysResult.LastPInvokeError();
+                abandoned = abandonFd >= 0 && (pfds[1].Revents & Libc.POLLIN) != 0;
+                if (abandoned) return SysResult.Ok;
             }
 
-            return 0;
+            return SysResult.Ok;
         }
     }
 

@@ -27,24 +27,24 @@ internal static unsafe partial class FdTable
 
     /// <summary>
     /// The numbers of pid's open descriptors (/proc/PID/fd) into fds, grown when too small (the one allocation,
-    /// kept by the caller); dirents is the getdents64 buffer. Returns how many, or -errno.
+    /// kept by the caller); dirents is the getdents64 buffer; count says how many were listed.
     /// </summary>
-    internal static int List(int pid, byte[] dirents, ref int[] fds)
+    internal static SysResult List(int pid, byte[] dirents, ref int[] fds, out int count)
     {
+        count = 0;
         Span<byte> path = stackalloc byte[32];
         Format(path, pid, "/fd"u8, -1);
         int dir;
         fixed (byte* p = path) dir = open(p, Libc.O_RDONLY | O_DIRECTORY | Libc.O_CLOEXEC);
-        if (dir < 0) return -Marshal.GetLastPInvokeError();
+        if (dir < 0) return SysResult.LastPInvokeError();
         try
         {
-            var count = 0;
             while (true)
             {
                 long got;
                 fixed (byte* d = dirents) got = syscall_getdents64(SYS_getdents64, dir, d, (nuint)dirents.Length);
-                if (got < 0) return -Marshal.GetLastPInvokeError();
-                if (got == 0) return count;
+                if (got < 0) return SysResult.LastPInvokeError();
+                if (got == 0) return SysResult.Ok;
                 // struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name (NUL-terminated).
                 for (var off = 0; off + 19 < got;)
                 {
@@ -69,27 +69,29 @@ internal static unsafe partial class FdTable
     }
 
     /// <summary>The flags of pid's fd (the "flags:" line of /proc/PID/fdinfo/FD: open flags, and O_CLOEXEC for the
-    /// descriptor's own close-on-exec flag), or -errno.</summary>
-    internal static int Flags(int pid, int fd)
+    /// descriptor's own close-on-exec flag); -1 on failure.</summary>
+    internal static SysResult Flags(int pid, int fd, out int flags)
     {
+        flags = -1;
         Span<byte> path = stackalloc byte[48];
         Format(path, pid, "/fdinfo/"u8, fd);
         int file;
         fixed (byte* p = path) file = open(p, Libc.O_RDONLY | Libc.O_CLOEXEC);
-        if (file < 0) return -Marshal.GetLastPInvokeError();
+        if (file < 0) return SysResult.LastPInvokeError();
         Span<byte> text = stackalloc byte[256];
         nint got;
         fixed (byte* t = text) got = read(file, t, (nuint)text.Length);
-        var errno = got < 0 ? Marshal.GetLastPInvokeError() : 0;
+        var error = got < 0 ? SysResult.LastPInvokeError() : SysResult.Ok;
         Libc.close(file);
-        if (got < 0) return -errno;
+        if (!error.IsOk) return error;
         // "pos:\t0\nflags:\t02100002\nmnt_id:\t..." : the flags in octal.
         var s = text[..(int)got];
         var at = s.IndexOf("flags:\t"u8);
-        if (at < 0) return -Errno.EINVAL;
-        var flags = 0;
-        for (var i = at + 7; i < s.Length && s[i] is >= (byte)'0' and <= (byte)'7'; i++) flags = flags * 8 + (s[i] - '0');
-        return flags;
+        if (at < 0) return new SysResult(Errno.EINVAL);
+        var value = 0;
+        for (var i = at + 7; i < s.Length && s[i] is >= (byte)'0' and <= (byte)'7'; i++) value = value * 8 + (s[i] - '0');
+        flags = value;
+        return SysResult.Ok;
     }
 
     /// <summary>"/proc/PID" + middle (+ fd when >= 0) + NUL into path; returns the length without the NUL.</summary>

@@ -17,13 +17,17 @@ internal static partial class Kcmp
 
     /// <summary>
     /// Whether fd1 of pid1 and fd2 of pid2 refer to the same open file description (one open(2), and its dups and
-    /// inherited copies): 0 if they do, 1 if not, -errno on failure (EBADF: one of them is not open; ENOSYS: a
-    /// kernel without CONFIG_KCMP; EPERM: not allowed to look, or a seccomp profile that forbids kcmp).
+    /// inherited copies), in same. The errno on failure (EBADF: one of them is not open; ENOSYS: a kernel without
+    /// CONFIG_KCMP; EPERM: not allowed to look, or a seccomp profile that forbids kcmp).
     /// </summary>
-    internal static int SameFile(int pid1, int fd1, int pid2, int fd2)
+    internal static SysResult SameFile(int pid1, int fd1, int pid2, int fd2, out bool same)
     {
+        // kcmp orders the two like a comparison (0 equal, 1 less, 2 greater, 3 unequal but unordered), or -1 and errno.
         var r = syscall(SYS_kcmp, pid1, pid2, KCMP_FILE, fd1, fd2);
-        if (r == 0) return 0;
-        return r > 0 ? 1 : -Marshal.GetLastPInvokeError();
+        same = r == 0;
+        return SysResult.Of(r >= 0);
     }
+
+    /// <summary>Whether fd1 of pid1 and fd2 of pid2 are the same open file description; false when kcmp fails too.</summary>
+    internal static bool IsSameFile(int pid1, int fd1, int pid2, int fd2) => SameFile(pid1, fd1, pid2, fd2, out var same).IsOk && same;
 }

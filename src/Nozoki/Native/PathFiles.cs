@@ -23,12 +23,12 @@ internal static unsafe partial class PathFiles
     [LibraryImport("libc.so.6", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int open(string path, int flags, uint mode);
 
-    /// <summary>The type of what <paramref name="path"/> names (symlinks followed); 0, or the errno of statx(2).</summary>
-    internal static int GetKind(string path, out FileKind kind)
+    /// <summary>The type of what <paramref name="path"/> names (symlinks followed); a failure is the errno of statx(2).</summary>
+    internal static SysResult GetKind(string path, out FileKind kind)
     {
         kind = FileKind.Other;
         var buffer = stackalloc byte[StatxSize];
-        if (statx(AtFdcwd, path, 0, StatxType, buffer) != 0) return Marshal.GetLastPInvokeError();
+        if (statx(AtFdcwd, path, 0, StatxType, buffer) != 0) return SysResult.LastPInvokeError();
         kind = (*(ushort*)(buffer + StatxModeOffset) & 0xf000) switch
         {
             0x8000 => FileKind.Regular,
@@ -39,24 +39,28 @@ internal static unsafe partial class PathFiles
             0xc000 => FileKind.Socket,
             _ => FileKind.Other,
         };
-        return 0;
+        return SysResult.Ok;
     }
 
     /// <summary>
     /// open(path, O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, 0666), as strace opens -o FILE (fopen "w"); null with the errno
     /// when it fails.
     /// </summary>
-    internal static SafeFileHandle? OpenForWriting(string path, out int errno)
+    internal static SafeFileHandle? OpenForWriting(string path, out SysResult result)
     {
-        errno = 0;
         int fd;
         do
         {
             fd = open(path, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_TRUNC | Libc.O_CLOEXEC, 0x1b6);
-            if (fd >= 0) return new SafeFileHandle(fd, ownsHandle: true);
-            errno = Marshal.GetLastPInvokeError();
+            if (fd >= 0)
+            {
+                result = SysResult.Ok;
+                return new SafeFileHandle(fd, ownsHandle: true);
+            }
+
+            result = SysResult.LastPInvokeError();
         }
-        while (errno == Errno.EINTR);
+        while (result.Errno == Errno.EINTR);
 
         return null;
     }

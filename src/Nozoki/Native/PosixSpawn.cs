@@ -61,8 +61,11 @@ internal static unsafe class PosixSpawn
         }
     }
 
-    /// <summary>waitpid retried on EINTR: the pid, 0 (WNOHANG and still running), or -errno.</summary>
-    internal static int WaitPid(int pid, int options, out int status)
+    /// <summary>
+    /// waitpid retried on EINTR: waited is the pid whose status it is, or 0 (WNOHANG and nothing to report); the
+    /// errno on failure (ECHILD: nothing left to wait for).
+    /// </summary>
+    internal static SysResult WaitPid(int pid, int options, out int waited, out int status)
     {
         int s;
         while (true)
@@ -70,24 +73,26 @@ internal static unsafe class PosixSpawn
             var r = Libc.waitpid(pid, &s, options);
             if (r >= 0)
             {
+                waited = r;
                 status = s;
-                return r;
+                return SysResult.Ok;
             }
 
-            var errno = Marshal.GetLastPInvokeError();
-            if (errno == Errno.EINTR) continue;
+            var error = SysResult.LastPInvokeError();
+            if (error.Errno == Errno.EINTR) continue;
+            waited = 0;
             status = 0;
-            return -errno;
+            return error;
         }
     }
 
     /// <summary>
     /// Replaces the calling process with path. Before that, the signal mask is emptied and SIGPIPE given back its
     /// default action: the .NET runtime ignores SIGPIPE and blocks signals, and execve would pass both on.
-    /// Returns the errno if execve fails.
+    /// With this process's own environment, exactly as it came (<see cref="Libc.Environ"/>). Returns only when execve
+    /// failed, with its errno.
     /// </summary>
-    /// <summary>execve with this process's own environment, exactly as it came (<see cref="Libc.Environ"/>).</summary>
-    internal static int Execve(string path, IReadOnlyList<string> argv)
+    internal static SysResult Execve(string path, IReadOnlyList<string> argv)
     {
         using var argvBlock = new CStringArray(argv);
         var pathBytes = Encoding.UTF8.GetBytes(path + "\0");
@@ -95,7 +100,7 @@ internal static unsafe class PosixSpawn
         Libc.sigprocmask(Libc.SIG_SETMASK, &none, null);
         Libc.signal(13 /* SIGPIPE */, Libc.SIG_DFL);
         fixed (byte* p = pathBytes) Libc.execve(p, argvBlock.Pointer, Libc.Environ);
-        return Marshal.GetLastPInvokeError();
+        return SysResult.LastPInvokeError();
     }
 
     /// <summary>A NULL-terminated char*[] in unmanaged memory.</summary>

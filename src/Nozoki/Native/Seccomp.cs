@@ -31,20 +31,19 @@ internal static unsafe class Seccomp
 
     /// <summary>
     /// Installs the filter on the calling thread (it is inherited across execve and fork). Without CAP_SYS_ADMIN the
-    /// kernel requires no_new_privs first. Returns 0 or an errno.
+    /// kernel requires no_new_privs first. A failure is the errno.
     /// </summary>
-    internal static int Install(ReadOnlySpan<SockFilter> program)
+    internal static SysResult Install(ReadOnlySpan<SockFilter> program)
     {
         fixed (SockFilter* p = program)
         {
             var prog = stackalloc ulong[2];
             prog[0] = (ulong)program.Length; // unsigned short len, padded
             prog[1] = (ulong)p;
-            if (Libc.prctl(Libc.PR_SET_SECCOMP, Libc.SECCOMP_MODE_FILTER, (nuint)prog, 0, 0) == 0) return 0;
-            var errno = Marshal.GetLastPInvokeError();
-            if (errno != 13 /* EACCES */) return errno;
-            if (Libc.prctl(Libc.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Marshal.GetLastPInvokeError();
-            return Libc.prctl(Libc.PR_SET_SECCOMP, Libc.SECCOMP_MODE_FILTER, (nuint)prog, 0, 0) == 0 ? 0 : Marshal.GetLastPInvokeError();
+            var r = SysResult.Of(Libc.prctl(Libc.PR_SET_SECCOMP, Libc.SECCOMP_MODE_FILTER, (nuint)prog, 0, 0) == 0);
+            if (r.Errno != Errno.EACCES) return r;
+            if (Libc.prctl(Libc.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return SysResult.LastPInvokeError();
+            return SysResult.Of(Libc.prctl(Libc.PR_SET_SECCOMP, Libc.SECCOMP_MODE_FILTER, (nuint)prog, 0, 0) == 0);
         }
     }
 }

@@ -46,7 +46,7 @@ public sealed class FdWriter(int fd, string name) : IDisposable
     public static FdWriter Create(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        var handle = PathFiles.OpenForWriting(path, out var errno) ?? throw new OutputOpenException(path, new SysResult(errno));
+        var handle = PathFiles.OpenForWriting(path, out var opened) ?? throw new OutputOpenException(path, opened);
         return new FdWriter((int)handle.DangerousGetHandle(), path) { _owned = handle };
     }
 
@@ -55,7 +55,7 @@ public sealed class FdWriter(int fd, string name) : IDisposable
     /// EAGAIN. No exception: the result says why it stopped (EPIPE: reader gone). For a caller that must not throw
     /// (an observer on a session's ptrace thread writing to a descriptor it shares with the tracee).
     /// </summary>
-    public static SysResult TryWriteAll(int fd, ReadOnlySpan<byte> data) => new(Native.Fd.WriteAll(fd, data));
+    public static SysResult TryWriteAll(int fd, ReadOnlySpan<byte> data) => Native.Fd.WriteAll(fd, data);
 
     /// <summary>
     /// Blocks until the peer of the descriptor hangs up (a pipe whose reader has gone, a terminal hung up): how a
@@ -98,11 +98,11 @@ public sealed class FdWriter(int fd, string name) : IDisposable
     public void Write(ReadOnlySpan<byte> data)
     {
         Prepare();
-        int errno;
+        SysResult result;
         if (_waitable)
         {
-            errno = Native.Fd.WriteAllUnlessAbandoned(_writeFd, _socket, data, AbandonSignal.Value, once: s_abandoned, out var written);
-            if (errno == -1)
+            result = Native.Fd.WriteAllUnlessAbandoned(_writeFd, _socket, data, AbandonSignal.Value, once: s_abandoned, out var written, out var abandoned);
+            if (abandoned)
             {
                 Interlocked.Add(ref s_dropped, data.Length - written);
                 return;
@@ -110,12 +110,12 @@ public sealed class FdWriter(int fd, string name) : IDisposable
         }
         else
         {
-            errno = Native.Fd.WriteAll(_fd, data);
+            result = Native.Fd.WriteAll(_fd, data);
         }
 
-        if (errno == 0) return;
-        if (errno == Errno.EPIPE) throw new OutputClosedException($"write to {name}: {Libc.StrError(errno)}");
-        throw new OutputFailedException(Describe(), new SysResult(errno));
+        if (result.IsOk) return;
+        if (result.IsBrokenPipe) throw new OutputClosedException($"write to {name}: {result.Message}");
+        throw new OutputFailedException(Describe(), result);
     }
 
     /// <summary>stdout and stderr with what they were redirected to, as in `stdout (/dev/full)`.</summary>

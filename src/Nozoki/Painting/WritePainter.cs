@@ -48,7 +48,7 @@ public sealed class WritePainter : ITraceObserver
     /// painted write in flight never waits on a pipe that a held-back writer should drain. Compared by open file
     /// description (kcmp), which allocates nothing per write, unlike reading and comparing the two /proc links.
     /// </summary>
-    private bool StillOurs(int pid, int fd) => Kcmp.SameFile(_self, fd, pid, fd) == 0;
+    private bool StillOurs(int pid, int fd) => Kcmp.IsSameFile(_self, fd, pid, fd);
 
     /// <summary>The seccomp filter that stops the command only at these writes.</summary>
     public SeccompFilter Filter() => new(WriteSyscalls.Select(nr => new SeccompRule(nr, _fds)));

@@ -92,9 +92,20 @@ public interface ISyscallSink : ISessionSink
 
     void OnSignal(in SignalRecord record);
 
+    /// <summary>
+    /// A thread other than the leader called execve: the kernel gave it the leader's id and ended the leader (and every
+    /// other thread). strace prints "+++ superseded by execve in pid FORMER +++" for the leader, between the leader's
+    /// last call ("= ?") and the execve resumed under the leader's id.
+    /// </summary>
+    void OnExecSuperseded(in ExecSuperseded record) { }
+
     /// <summary>The number of traced tasks (threads and processes) changed; strace prefixes lines with the pid once there is more than one.</summary>
     void OnTaskCount(int count) { }
 }
+
+/// <summary>The leader of process <paramref name="Pid"/> was superseded by an execve in thread <paramref name="FormerTid"/>, which now has the id <paramref name="Pid"/>.</summary>
+/// <param name="Timestamp">A Stopwatch timestamp (see <see cref="TraceClock"/>).</param>
+public readonly record struct ExecSuperseded(int Pid, int FormerTid, long Timestamp);
 
 /// <summary>Converts the tracer's Stopwatch timestamps to wall-clock time.</summary>
 public static class TraceClock

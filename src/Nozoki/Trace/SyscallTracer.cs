@@ -330,9 +330,15 @@ public sealed class SyscallTracer : ITraceObserver
             if (tid != pid && _tasks.Remove(tid, out var execing))
             {
                 // The old leader vanished inside whatever call it was in: strace shows that call "= ?".
+                // strace ends the execing thread's line first ("execve(... <unfinished ...>"), as any other
+                // thread's line cuts it, and resumes it under the leader's id after the pid change.
                 var leader = Task(pid, pid);
-                if (Split) CutOpenLine(except: execing);
-                Finish(leader, TraceClock.Now());
+                if (Split) CutOpenLine(except: null);
+                var now = TraceClock.Now();
+                Finish(leader, now);
+                _taskCount = _tasks.Count;
+                _sink.OnTaskCount(Math.Max(_taskCount, 1));
+                if (_o.Print && !Ignored(pid)) _sink.OnExecSuperseded(new ExecSuperseded(pid, tid, now));
                 leader.Active = execing.Active;
                 leader.Nr = execing.Nr;
                 leader.Args = execing.Args;

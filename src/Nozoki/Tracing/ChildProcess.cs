@@ -97,7 +97,7 @@ public sealed class ChildProcess : IDisposable
     {
         if (Directory.Exists(path)) return Errno.EISDIR;
         if (!File.Exists(path)) return Errno.ENOENT;
-        return Access.Executable(path);
+        return Access.Executable(path).Errno;
     }
 
     private static CommandNotStartedException NotStarted(string command, int errno) => errno switch
@@ -198,10 +198,10 @@ public sealed class ChildProcess : IDisposable
     private bool TryReap(int options)
     {
         if (_exit is not null) return true;
-        var r = PosixSpawn.WaitPid(Pid, options, out var status);
-        if (r == 0) return false;
-        // r < 0 is ECHILD: reaped elsewhere; the status is unknown.
-        _exit = r == Pid ? Tracing.ExitStatus.FromWaitStatus(status) : new ExitStatus(-1, 0);
+        var r = PosixSpawn.WaitPid(Pid, options, out var waited, out var status);
+        if (r.IsOk && waited == 0) return false;
+        // A failure is ECHILD: reaped elsewhere; the status is unknown.
+        _exit = r.IsOk && waited == Pid ? Tracing.ExitStatus.FromWaitStatus(status) : new ExitStatus(-1, 0);
         return true;
     }
 

@@ -10,7 +10,8 @@ public interface ITraceObserver
     /// <summary>The session's control, for observers that must hold threads back (see <see cref="ITraceControl"/>).</summary>
     void OnStarted(ITraceControl control) { }
 
-    /// <summary>Attach: every thread present has stopped once and is now traced; nothing is missed from here on.
+    /// <summary>Attach: every thread present has stopped once and is now traced; nothing is missed from here on, and
+    /// every thread of the process stays in its stop until this call returns (code may be changed: breakpoints).
     /// Launch: the command is about to run its first instruction.</summary>
     void OnAttached(int pid, int threadCount) { }
 
@@ -86,6 +87,17 @@ public interface ITraceControl
     /// it cannot be: the session is detaching, or tid is not the thread of the current stop.
     /// </summary>
     bool SingleStep(int tid);
+
+    /// <summary>
+    /// From inside an observer call only (on the ptrace thread): brings every thread of process PID that runs into a
+    /// ptrace stop now (PTRACE_INTERRUPT, then its stop is waited for), so that no thread of PID runs until the
+    /// observer call returns; their stops are then handled in the order they came, as if they had come then. The
+    /// window in which to change code the threads could be running (insert or remove a breakpoint). Threads in a stop
+    /// already, listening in a group-stop or not started yet run nothing and are left as they are. True when every
+    /// thread of PID is in a stop; false when that cannot be: not on the ptrace thread, or another thread of PID is
+    /// single-stepping (<see cref="SingleStep"/>) and runs.
+    /// </summary>
+    bool StopAllThreads(int pid);
 
     /// <summary>
     /// For the thread of the current stop only, inside the observer call that reported it (to call a function in the

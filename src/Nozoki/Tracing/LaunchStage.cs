@@ -94,12 +94,12 @@ public static class LaunchStage
         Libc.raise(Signals.SIGSTOP);
         if (filterText != "-")
         {
-            var errno = Seccomp.Install(SeccompFilter.Parse(filterText).Compile());
+            var errno = Seccomp.Install(SeccompFilter.Parse(filterText).Compile()).Errno;
             if (errno != 0) return ExitSeccompFailed + Math.Min(errno, ExitNoTracer - 1 - ExitSeccompFailed);
         }
 
         // On success this never returns; on failure, out at once, before anything else of ours runs.
-        return PosixSpawn.Execve(path, argv);
+        return PosixSpawn.Execve(path, argv).Errno;
     }
 
     /// <summary>

@@ -49,7 +49,7 @@ public readonly record struct SigInfo(int Signo, int Errno, int Code, int Pid, u
 
     internal static SigInfo Read(int tid)
     {
-        if (!PtraceCalls.GetSigInfo(tid, out var r)) return default;
+        if (!PtraceCalls.GetSigInfo(tid, out var r).IsOk) return default;
         return new SigInfo(r.Signo, r.Errno, r.Code, r.Pid, r.Uid, r.Status, r.Address, r.Value, r.UserTime, r.SystemTime);
     }
 }

@@ -65,7 +65,7 @@ internal sealed partial class StopLoop
         {
             var errno = Marshal.GetLastPInvokeError();
             Libc.kill(child, Signals.SIGKILL);
-            PosixSpawn.WaitPid(child, 0, out _);
+            PosixSpawn.WaitPid(child, 0, out _, out _);
             throw new TraceException($"cannot trace the command: PTRACE_SEIZE failed: {Libc.StrError(errno)}");
         }
 

@@ -30,8 +30,8 @@ internal sealed partial class StopLoop
         var interrupted = false;
         while (true)
         {
-            var r = PtraceResult.Request(request, tid, 0);
-            if (!r.Done)
+            var r = PtraceCalls.Request(request, tid, 0);
+            if (!r.IsOk)
             {
                 // ESRCH: killed while stopped; its death comes to the main wait. Anything else: the session reports it.
                 Check(r, request, t);
@@ -47,7 +47,7 @@ internal sealed partial class StopLoop
                 // Too long: PTRACE_INTERRUPT, answered by its next ptrace stop, whatever its kind.
                 interrupted = true;
                 deadline = Stopwatch.GetTimestamp() + Ticks(InterruptGrace);
-                if (!PtraceResult.Request(Ptrace.INTERRUPT, tid, 0).Done) return Lost(t);
+                if (!PtraceCalls.Request(Ptrace.INTERRUPT, tid, 0).IsOk) return Lost(t);
             }
 
             if (!Wait.IfStopped(status)) return HandToLoop(t, status);
@@ -85,9 +85,8 @@ internal sealed partial class StopLoop
         var sleep = AloneFirstSleepMicroseconds;
         for (var sleeps = 0; ; )
         {
-            var r = PosixSpawn.WaitPid(tid, Wait.Tracees | Wait.WNOHANG, out status);
+            if (!PosixSpawn.WaitPid(tid, Wait.Tracees | Wait.WNOHANG, out var r, out status).IsOk) return -1;
             if (r == tid) return 1;
-            if (r < 0) return -1;
             var now = Stopwatch.GetTimestamp();
             if (now >= deadline) return 0;
             if (now - start < AloneSpinTicks) continue;

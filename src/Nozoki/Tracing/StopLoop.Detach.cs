@@ -24,16 +24,16 @@ internal sealed partial class StopLoop
 
         while (AnyRunning())
         {
-            var tid = PosixSpawn.WaitPid(-1, Wait.Tracees, out var status);
-            if (tid < 0)
+            var waited = PosixSpawn.WaitPid(-1, Wait.Tracees, out var tid, out var status);
+            if (!waited.IsOk)
             {
-                if (-tid == Errno.ECHILD)
+                if (waited.Errno == Errno.ECHILD)
                 {
                     _tasks.Clear();
                     break;
                 }
 
-                throw new TraceException($"waitpid failed while detaching: {Libc.StrError(-tid)}");
+                throw new TraceException($"waitpid failed while detaching: {waited.Message}");
             }
 
             HandleStopWhileDetaching(tid, status);
@@ -101,8 +101,7 @@ internal sealed partial class StopLoop
             if (resumed == 0) return;
             while (AnyRunning())
             {
-                var tid = PosixSpawn.WaitPid(-1, Wait.Tracees, out var status);
-                if (tid < 0) return;
+                if (!PosixSpawn.WaitPid(-1, Wait.Tracees, out var tid, out var status).IsOk) return;
                 HandleStopWhileDetaching(tid, status);
             }
         }

@@ -7,7 +7,8 @@ namespace Nozoki.Tracing;
 /// Single-step (ITraceControl.SingleStep), for a breakpoint's step-over: the stepping thread must be the only one of
 /// its process that runs, or another could run through the site while its original instruction is back in place.
 /// The other threads are interrupted and their stops collected at once (waitpid on each), then handled only after
-/// the step trap, in the order they came, as if waitpid had returned them then.
+/// the step trap, in the order they came, as if waitpid had returned them then. ITraceControl.StopAllThreads uses the
+/// same interrupt-and-defer for the length of one observer call (to insert or remove breakpoints).
 /// </summary>
 internal sealed partial class StopLoop
 {
@@ -23,18 +24,35 @@ internal sealed partial class StopLoop
         return true;
     }
 
+    public bool StopAllThreads(int pid)
+    {
+        if (Libc.gettid() != _selfTid) return false;
+        foreach (var u in _tasks.Values)
+        {
+            // A step under way runs one instruction with the site's original byte back: it is not to be interrupted,
+            // and the code must not change under it.
+            if (u.Tgid == pid && u.Stepping && !u.IsStopped) return false;
+        }
+
+        // Detaching: every thread is gathered in a stop before observers are told (OnDetaching).
+        if (!_detaching) StopOthers(pid, except: null);
+        return true;
+    }
+
     /// <summary>Stops every other thread of t's process that may run, collecting its stop for later.</summary>
-    private void StopOthers(TaskState t)
+    private void StopOthers(TaskState t) => StopOthers(t.Tgid, t);
+
+    private void StopOthers(int tgid, TaskState? except)
     {
         foreach (var u in _tasks.Values)
         {
             // In a stop already, listening in a group-stop or gone: it runs no instruction of the process meanwhile.
             // Nor does a newborn before its first stop (which DeferForStep keeps back); a thread present at attach
             // runs until its first stop, so it is interrupted like a running one.
-            if (u == t || u.Tgid != t.Tgid || u.StopDeferred) continue;
+            if (u == except || u.Tgid != tgid || u.StopDeferred) continue;
             if (u.Phase is not (TaskPhase.Running or TaskPhase.InSyscall) && !(u.Phase == TaskPhase.New && u.Initial)) continue;
             // ESRCH: gone already (a zombie); its death is reported to the main wait.
-            if (!PtraceResult.Request(Ptrace.INTERRUPT, u.Tid, 0).Done) continue;
+            if (!PtraceCalls.Request(Ptrace.INTERRUPT, u.Tid, 0).IsOk) continue;
             if (!WaitForInterruptStop(u.Tid, out var status)) continue;
             u.StopDeferred = true;
             _deferredStops.Add((u.Tid, u.Tgid, true, status));
@@ -68,9 +86,9 @@ internal sealed partial class StopLoop
     {
         for (var spins = 0; ; spins++)
         {
-            var r = PosixSpawn.WaitPid(tid, Wait.Tracees | Wait.WNOHANG, out status);
-            if (r == tid) return true;
-            if (r < 0) return false;
+            var r = PosixSpawn.WaitPid(tid, Wait.Tracees | Wait.WNOHANG, out var waited, out status);
+            if (!r.IsOk) return false;
+            if (waited == tid) return true;
             if (spins < 1000)
             {
                 Thread.Yield();

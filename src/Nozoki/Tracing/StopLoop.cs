@@ -112,11 +112,11 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
                 return new TraceResult(TraceEndReason.Detached, TargetExit, null);
             }
 
-            var tid = WaitForStop(out var status);
-            if (tid < 0)
+            var waited = WaitForStop(out var tid, out var status);
+            if (!waited.IsOk)
             {
-                if (-tid == Errno.ECHILD) break;
-                throw new TraceException($"waitpid failed: {Libc.StrError(-tid)}");
+                if (waited.Errno == Errno.ECHILD) break;
+                throw new TraceException($"waitpid failed: {waited.Message}");
             }
 
             if (tid == _waker.Pid && !Wait.IfStopped(status))
@@ -129,6 +129,7 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
             {
                 _attachReported = true;
                 observer.OnAttached(pid, _initialThreads);
+                ReleaseAttached();
                 attached.TrySetResult();
             }
         }
@@ -136,22 +137,36 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
         return new TraceResult(TraceEndReason.TargetExited, TargetExit, null);
     }
 
+    /// <summary>
+    /// Observers have been told of the attach, every thread in a stop meanwhile (see HoldReasons.Attaching): the
+    /// threads go on as they would have, then the stops of threads an observer stopped during that call.
+    /// </summary>
+    private void ReleaseAttached()
+    {
+        foreach (var t in _tasks.Values.ToList())
+        {
+            if ((t.Holds & HoldReasons.Attaching) != 0) Unhold(t, HoldReasons.Attaching);
+        }
+
+        if (_deferredStops.Count > 0 && !_detaching) ReplayDeferredStops();
+    }
+
     /// <summary>A ptrace request that was refused: the session ends (detaching the rest) and reports why.</summary>
     private void ThrowFailure()
     {
         var (request, tid, errno) = (_failedRequest, _failedTid, _failedErrno);
         _failedRequest = 0;
-        throw new TraceException($"{PtraceResult.RequestName(request)} of thread {tid} failed: {Libc.StrError(errno)}");
+        throw new TraceException($"{PtraceCalls.RequestName(request)} of thread {tid} failed: {Libc.StrError(errno)}");
     }
 
     /// <summary>
     /// Takes in the result of a request on T: ESRCH means T is gone (its death, if still to come, is reaped as a
     /// stranger's); another error is kept for the session to report.
     /// </summary>
-    private void Check(PtraceResult r, long request, TaskState t)
+    private void Check(SysResult r, long request, TaskState t)
     {
-        if (r.Done) return;
-        if (r.Gone)
+        if (r.IsOk) return;
+        if (r.IsGone)
         {
             t.Phase = TaskPhase.Gone;
             return;
@@ -163,7 +178,7 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
         _failedErrno = r.Errno;
     }
 
-    private void Interrupt(TaskState t) => Check(PtraceResult.Request(Ptrace.INTERRUPT, t.Tid, 0), Ptrace.INTERRUPT, t);
+    private void Interrupt(TaskState t) => Check(PtraceCalls.Request(Ptrace.INTERRUPT, t.Tid, 0), Ptrace.INTERRUPT, t);
 
     /// <summary>
     /// waitpid(-1, __WALL), polled for a few microseconds before blocking. A tracee that was just resumed usually
@@ -171,7 +186,7 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
     /// the tracer a sleep and a cross-CPU wake-up, which on this kind of machine costs more than the ptrace work.
     /// A tracee that blocks (waiting for input) finds the tracer asleep in waitpid after the short spin.
     /// </summary>
-    private int WaitForStop(out int status)
+    private SysResult WaitForStop(out int tid, out int status)
     {
         // Adaptive: after a few spins that found nothing (a tracee that blocks, or no CPU free for it to run on) the
         // tracer stops spinning for a while, so that it does not burn a CPU the tracee or others could use.
@@ -180,8 +195,8 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
             var deadline = Stopwatch.GetTimestamp() + _spinTicks;
             do
             {
-                var r = PosixSpawn.WaitPid(-1, Wait.Tracees | Wait.WNOHANG, out status);
-                if (r != 0)
+                var r = PosixSpawn.WaitPid(-1, Wait.Tracees | Wait.WNOHANG, out tid, out status);
+                if (!r.IsOk || tid != 0)
                 {
                     _spinMisses = 0;
                     return r;
@@ -192,7 +207,7 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
             _waitsSinceSpin = 0;
         }
 
-        return PosixSpawn.WaitPid(-1, Wait.Tracees, out status);
+        return PosixSpawn.WaitPid(-1, Wait.Tracees, out tid, out status);
     }
 
     private int _spinMisses;
@@ -236,14 +251,14 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
         t.Pending = default;
         // ESRCH: killed while stopped; its death comes next and is handled then.
         var r = stop.Resume(how);
-        if (r.Done) return;
+        if (r.IsOk) return;
         if (how.Kind == ResumeKind.SingleStep)
         {
             StepDone(t, completed: false);
-            if (r.Gone) return;
+            if (r.IsGone) return;
         }
 
-        if (!r.Gone) Check(r, how.Kind switch
+        if (!r.IsGone) Check(r, how.Kind switch
         {
             ResumeKind.Listen => Ptrace.LISTEN,
             ResumeKind.Syscall => Ptrace.SYSCALL,
@@ -294,6 +309,7 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
         // signal it was about to get in Pending.
         t.Phase = TaskPhase.Stopped;
         t.Pending = default;
+        if (!_attachReported) t.Holds |= HoldReasons.Attaching;
         if (t.Initial && first)
         {
             // PTRACE_INTERRUPT is answered by the next ptrace stop of any kind: a thread that was cloning or in a
@@ -386,7 +402,7 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
 
     private void SyscallStop(TaskState t, bool seccomp)
     {
-        if (!PtraceCalls.GetSyscallInfo(t.Tid, out var info)) return;
+        if (!PtraceCalls.GetSyscallInfo(t.Tid, out var info).IsOk) return;
         _cpu?.OnStop(t.Tid);
         if (info.Op is Ptrace.SYSCALL_INFO_ENTRY or Ptrace.SYSCALL_INFO_SECCOMP)
         {
@@ -418,7 +434,7 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
     /// </summary>
     private static bool RecoverEntry(TaskState t)
     {
-        if (!PtraceCalls.GetRegs(t.Tid, out var regs)) return false;
+        if (!PtraceCalls.GetRegs(t.Tid, out var regs).IsOk) return false;
         (t.Nr, t.Args) = X86_64.Syscalls.Entry(regs);
         return true;
     }
@@ -438,7 +454,7 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
 
     private void NewChild(TaskState parent, int evt)
     {
-        if (!PtraceCalls.GetEventMsg(parent.Tid, out var msg)) return;
+        if (!PtraceCalls.GetEventMsg(parent.Tid, out var msg).IsOk) return;
         var child = (int)msg;
         if (_goneEarly.Remove(child)) return;
         if (!_tasks.TryGetValue(child, out var t))

@@ -41,6 +41,13 @@ internal enum HoldReasons : byte
 
     /// <summary>Born, but its parent's clone/fork event is still to come: the observer must see it first.</summary>
     AwaitingParent = 8,
+
+    /// <summary>
+    /// Attaching: stopped once, while other threads present at attach are still to report their first stop. Every
+    /// thread is kept in its stop until observers have been told (OnAttached), so that they can change code no
+    /// thread runs (insert breakpoints).
+    /// </summary>
+    Attaching = 16,
 }
 
 /// <summary>How a task is resumed from a ptrace stop.</summary>
@@ -110,7 +117,7 @@ internal readonly ref struct TaskStop
     }
 
     /// <summary>Carries out a resume: the task runs (or listens) from here.</summary>
-    public PtraceResult Resume(PendingResume how)
+    public SysResult Resume(PendingResume how)
     {
         var t = Consume();
         var request = how.Kind switch
@@ -122,15 +129,15 @@ internal readonly ref struct TaskStop
         };
         // ESRCH: killed while stopped; its death is reported next, so it counts as running until then.
         t.Phase = how.Kind == ResumeKind.Listen ? TaskPhase.GroupStopped : t.InSyscall ? TaskPhase.InSyscall : TaskPhase.Running;
-        return PtraceResult.Request(request, t.Tid, how.Kind == ResumeKind.Listen ? 0 : how.Signal);
+        return PtraceCalls.Request(request, t.Tid, how.Kind == ResumeKind.Listen ? 0 : how.Signal);
     }
 
     /// <summary>PTRACE_DETACH, delivering SIGNAL (0: none).</summary>
-    public PtraceResult Detach(int signal)
+    public SysResult Detach(int signal)
     {
         var t = Consume();
         t.Phase = TaskPhase.Gone;
-        return PtraceResult.Request(Ptrace.DETACH, t.Tid, signal);
+        return PtraceCalls.Request(Ptrace.DETACH, t.Tid, signal);
     }
 
     private TaskState Consume()

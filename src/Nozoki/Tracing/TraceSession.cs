@@ -176,9 +176,9 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
         lock (_reapLock)
         {
             if (_reaped is { } reaped) return reaped;
-            var r = PosixSpawn.WaitPid(TargetPid, Wait.WALL, out var status);
+            var r = PosixSpawn.WaitPid(TargetPid, Wait.WALL, out var waited, out var status);
             // ECHILD: reaped elsewhere; its status is unknown.
-            _reaped = r == TargetPid ? ExitStatus.FromWaitStatus(status) : new ExitStatus(-1, 0);
+            _reaped = r.IsOk && waited == TargetPid ? ExitStatus.FromWaitStatus(status) : new ExitStatus(-1, 0);
             return _reaped.Value;
         }
     }
@@ -289,6 +289,8 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
         public bool SingleStep(int tid) => loop.SingleStep(tid);
 
         public AloneStop RunAlone(int tid, bool syscallStops, TimeSpan timeout) => loop.RunAlone(tid, syscallStops, timeout);
+
+        public bool StopAllThreads(int pid) => loop.StopAllThreads(pid);
     }
 
     private void RunLoop(StopLoop loop)

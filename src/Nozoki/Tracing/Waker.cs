@@ -77,7 +77,7 @@ internal sealed class Waker
         {
             if (_pid <= 0) return;
             Libc.kill(_pid, Signals.SIGKILL);
-            PosixSpawn.WaitPid(_pid, Wait.WALL, out _);
+            PosixSpawn.WaitPid(_pid, Wait.WALL, out _, out _);
             Libc.close(_pipe);
             if (_pidfd >= 0) Libc.close(_pidfd);
             _pid = 0;

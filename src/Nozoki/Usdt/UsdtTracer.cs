@@ -86,6 +86,9 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     private readonly ProbeResolver _resolver = new();
     private readonly Dictionary<int, ProcessProbes> _processes = [];
     private readonly BreakpointSet _breakpoints = new();
+
+    /// <summary>The session's breakpoints (for tests).</summary>
+    internal BreakpointSet Breakpoints => _breakpoints;
     private readonly LinkMapWatcher _linkMap;
     private byte[] _stringBuffer = [];
     private readonly Dictionary<int, string> _comms = [];

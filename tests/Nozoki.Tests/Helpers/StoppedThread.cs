@@ -43,7 +43,7 @@ internal static unsafe class StoppedThread
             do rc = Libc.waitpid(tid, &status, Wait.WALL);
             while (rc < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
             if (rc != tid || !Wait.IfStopped(status)) Assert.Fail($"waitpid({tid}) gave {rc}, status 0x{status:x}, not a stop");
-            if (!PtraceCalls.GetRegs(tid, out var regs)) Fail("PTRACE_GETREGS", tid);
+            if (!PtraceCalls.GetRegs(tid, out var regs).IsOk) Fail("PTRACE_GETREGS", tid);
             return action(X86Registers.From(regs));
         }
         finally
