@@ -303,6 +303,12 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
             return;
         }
 
+        // The unwinder reads the maps now: uprobe samples may be drained after the process is gone (exit).
+        if (_options.Backtrace)
+        {
+            lock (_gate) UnwinderFor(p.Pid);
+        }
+
         Span<byte> original = stackalloc byte[1];
         foreach (var spec in _specs)
         {
@@ -493,6 +499,20 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
 
     private IReadOnlyList<Frame> Unwind(int pid, int tid, in X86Registers regs, IMemorySource memory)
     {
+        if (UnwinderFor(pid) is not { } unwinder) return [];
+        try
+        {
+            return unwinder.Unwind(tid, regs, memory);
+        }
+        catch (UnwindException e)
+        {
+            return [new Frame(0, regs.Rip, true, null, null, null, 0, null, null, e.Message)];
+        }
+    }
+
+    /// <summary>The process's unwinder, made on first use (null, said once, when it cannot be). Caller holds the gate.</summary>
+    private Unwinder? UnwinderFor(int pid)
+    {
         if (!_unwinders.TryGetValue(pid, out var unwinder))
         {
             try
@@ -508,15 +528,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
             _unwinders[pid] = unwinder;
         }
 
-        if (unwinder is null) return [];
-        try
-        {
-            return unwinder.Unwind(tid, regs, memory);
-        }
-        catch (UnwindException e)
-        {
-            return [new Frame(0, regs.Rip, true, null, null, null, 0, null, null, e.Message)];
-        }
+        return unwinder;
     }
 
     private void ForgetUnwinder(int pid)
