@@ -47,6 +47,11 @@ internal sealed class TextBreakSink(bool quiet, bool args) : IBreakSink
 
     public void OnProblem(string message) => Say(message);
 
+    public void OnAttached(int pid, int threadCount)
+    {
+        if (!quiet) Say($"attached to PID {pid} ({threadCount} thread{(threadCount == 1 ? "" : "s")})");
+    }
+
     public void OnArmed(int pid, string spec, int sites, bool uprobe)
     {
         if (!quiet) Say($"{spec}: armed {sites} site{(sites == 1 ? "" : "s")} in PID {pid} ({(uprobe ? "kernel uprobe" : "ptrace breakpoint")}{(sites == 1 ? "" : "s")})");
@@ -130,6 +135,30 @@ internal sealed class JsonBreakSink : IBreakSink
         _json.WriteStartObject();
         _json.WriteString("event", "problem");
         _json.WriteString("message", message);
+        _json.WriteEndObject();
+        EndLine();
+        Flush();
+    }
+
+    public void OnArmed(int pid, string spec, int sites, bool uprobe)
+    {
+        _json.WriteStartObject();
+        _json.WriteString("event", "armed");
+        _json.WriteNumber("pid", pid);
+        _json.WriteString("spec", spec);
+        _json.WriteNumber("sites", sites);
+        _json.WriteString("via", uprobe ? "uprobe" : "ptrace");
+        _json.WriteEndObject();
+        EndLine();
+        Flush();
+    }
+
+    public void OnAttached(int pid, int threadCount)
+    {
+        _json.WriteStartObject();
+        _json.WriteString("event", "attached");
+        _json.WriteNumber("pid", pid);
+        _json.WriteNumber("threads", threadCount);
         _json.WriteEndObject();
         EndLine();
         Flush();

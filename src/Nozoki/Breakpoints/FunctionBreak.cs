@@ -565,6 +565,8 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
 
         public void OnLost(int pid, int tid, ulong count)
         {
+            // Past --count the hits are not wanted: that the kernel dropped some of them is no loss.
+            if (tracer._options.Count > 0 && tracer._hits >= tracer._options.Count) return;
             tracer.Lost += (long)count;
             tracer._sink.OnProblem($"{count} hits of thread {tid} (PID {pid}) were lost: the kernel's ring buffer was full (output too slow)");
         }
