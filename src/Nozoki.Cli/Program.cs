@@ -14,7 +14,7 @@ internal static class Program
 
         // `usdt PROBE... -- CMD`: the command after `--` is not one more PROBE.
         var command = Array.Empty<string>();
-        if (args is ["usdt", ..] && Array.IndexOf(args, "--") is var dashes and > 0)
+        if (args is ["usdt" or "break", ..] && Array.IndexOf(args, "--") is var dashes and > 0)
         {
             command = args[(dashes + 1)..];
             args = args[..dashes];
@@ -27,6 +27,7 @@ internal static class Program
             TraceCommand.Create(),
             ProbesCommand.Create(),
             UsdtCommand.Create(command),
+            BreakCommand.Create(command),
             DemoCommand.Create(),
         };
 

@@ -29,6 +29,8 @@ public sealed class Unwinder : IDisposable
     }
 
     /// <summary>The process.</summary>
+    private readonly Dictionary<ulong, DwflAddressInfo> _described = [];
+
     public int Pid { get; }
 
     /// <summary>The most frames one unwind returns (a corrupt stack may loop); 1024 unless set.</summary>
@@ -55,6 +57,7 @@ public sealed class Unwinder : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             _reportedMaps = ReadMaps(Pid);
             _dwfl.Report();
+            _described.Clear();
         }
     }
 
@@ -75,6 +78,8 @@ public sealed class Unwinder : IDisposable
             if (needsRefresh && MapsChanged())
             {
                 _dwfl.Report();
+                _described.Clear();
+            _described.Clear();
                 frames = UnwindOnce(tid, memory, out _);
             }
 
@@ -104,7 +109,8 @@ public sealed class Unwinder : IDisposable
         foreach (var raw in _raw)
         {
             var lookup = raw.IsActivation || raw.Pc == 0 ? raw.Pc : raw.Pc - 1;
-            var info = _dwfl.Describe(lookup);
+            // A hot location is unwound thousands of times: its pcs are looked up once (symbol, file:line).
+            if (!_described.TryGetValue(lookup, out var info)) _described[lookup] = info = _dwfl.Describe(lookup);
             if (info.ModulePath is null)
             {
                 unknownPc = true;

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using Nozoki.Arch;
 using Nozoki.Native;
 using Nozoki.Probes;
+using Nozoki.Procfs;
 using Nozoki.Tracing;
 
 namespace Nozoki.Usdt;
@@ -13,12 +14,22 @@ internal readonly ref struct UprobeSample
     public required long MonotonicNs { get; init; }
     public required int Pid { get; init; }
     public required int Tid { get; init; }
-    public required ResolvedProbe Probe { get; init; }
+    /// <summary>The USDT probe of the site (null for a site opened by <see cref="UprobeHits.Open(UprobeTarget, int, int)"/>).</summary>
+    public ResolvedProbe? Probe { get; init; }
+
+    /// <summary>What the opener attached to the site (<see cref="UprobeTarget.Tag"/>), or null for a USDT probe.</summary>
+    public object? Tag { get; init; }
     public required X86Registers Registers { get; init; }
 
     /// <summary>The bytes from the stack pointer up (empty when the probe's arguments do not need them).</summary>
     public required ReadOnlySpan<byte> Stack { get; init; }
 }
+
+/// <summary>
+/// A uprobe site that is no USDT probe (a function): where it is in the file, what to record (the registers in perf's
+/// numbering, the bytes of stack from the stack pointer up, a multiple of 8), and what to hand back with each sample.
+/// </summary>
+internal sealed record UprobeTarget(MappedObject Object, ulong FileOffset, ulong RegsMask, uint StackBytes, object Tag);
 
 /// <summary>Receives what <see cref="UprobeHits"/> drains (on its reader thread, or on whichever thread drains).</summary>
 internal interface IUprobeSampleHandler
@@ -93,7 +104,7 @@ internal sealed unsafe class UprobeHits : IDisposable
         public ulong* Tail => (ulong*)((byte*)Mapping + PerfMmapPage.DataTail);
     }
 
-    private sealed record Registered(ResolvedProbe Probe, ulong RegsMask);
+    private sealed record Registered(ResolvedProbe? Probe, object? Tag, ulong RegsMask);
 
     private UprobeHits(int pmuType, IUprobeSampleHandler handler, Lock gate)
     {
@@ -151,11 +162,20 @@ internal sealed unsafe class UprobeHits : IDisposable
     {
         if (probe.FileOffset is not { } offset) return Errno.ENOENT;
         var mask = RegsMask(probe.Args, out var stack);
+        return Open(probe.Object, offset, probe.SemaphoreFileOffset ?? 0, mask, stack ? StackBytes : 0u, new Registered(probe, null, mask), pid, tid);
+    }
+
+    /// <summary>Opens a uprobe at a site that is no USDT probe for one thread. Returns 0, or the errno of what failed.</summary>
+    public int Open(UprobeTarget target, int pid, int tid) =>
+        Open(target.Object, target.FileOffset, 0, target.RegsMask, target.StackBytes, new Registered(null, target.Tag, target.RegsMask), pid, tid);
+
+    private int Open(MappedObject obj, ulong offset, ulong refCtrOffset, ulong mask, uint stackBytes, Registered registered, int pid, int tid)
+    {
         var fd = -1;
         var error = Errno.ENOENT;
-        foreach (var path in KernelPaths(probe.Object))
+        foreach (var path in KernelPaths(obj))
         {
-            fd = Perf.OpenUprobe(_pmuType, path, offset, probe.SemaphoreFileOffset ?? 0, tid, mask, stack ? StackBytes : 0u,
+            fd = Perf.OpenUprobe(_pmuType, path, offset, refCtrOffset, tid, mask, stackBytes,
                 (uint)((ulong)_pagesPerRing * (ulong)Environment.SystemPageSize / 4), _countLost);
             if (fd >= 0) break;
             error = Marshal.GetLastPInvokeError();
@@ -163,7 +183,7 @@ internal sealed unsafe class UprobeHits : IDisposable
             {
                 // Before Linux 6.0 there is no per-event lost count; LOST records still report losses.
                 _countLost = false;
-                fd = Perf.OpenUprobe(_pmuType, path, offset, probe.SemaphoreFileOffset ?? 0, tid, mask, stack ? StackBytes : 0u,
+                fd = Perf.OpenUprobe(_pmuType, path, offset, refCtrOffset, tid, mask, stackBytes,
                     (uint)((ulong)_pagesPerRing * (ulong)Environment.SystemPageSize / 4), _countLost);
                 if (fd >= 0) break;
                 error = Marshal.GetLastPInvokeError();
@@ -214,7 +234,7 @@ internal sealed unsafe class UprobeHits : IDisposable
         }
 
         ring.Ids.Add(id);
-        _byId[id] = new Registered(probe, mask);
+        _byId[id] = registered;
         return 0;
     }
 
@@ -440,6 +460,7 @@ internal sealed unsafe class UprobeHits : IDisposable
             Pid = pid,
             Tid = tid,
             Probe = reg.Probe,
+            Tag = reg.Tag,
             Registers = X86_64.FromPerfRegisters(r),
             Stack = stack,
         });

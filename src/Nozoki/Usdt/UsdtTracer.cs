@@ -454,7 +454,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
             sample.Stack.CopyTo(t._stackCopy);
             var memory = new SampleMemory(t._stackCopy, sample.Stack.Length, sample.Registers.Rsp, sample.Tid);
             var time = new DateTime(t._realtimeOffsetTicks + sample.MonotonicNs / 100, DateTimeKind.Utc);
-            t.Report(time, sample.Pid, sample.Tid, sample.Registers, ref memory, sample.Probe);
+            t.Report(time, sample.Pid, sample.Tid, sample.Registers, ref memory, sample.Probe!);
         }
 
         public void OnDrained() => tracer._sink.Flush();

@@ -31,10 +31,11 @@ internal static class Fixtures
 
     /// <summary>Fixtures built with flags of their own (Build): the warm-up calls their getters.</summary>
     private static readonly Func<string>[] BuiltWithFlags =
-        [() => ProbesFixtures.Exe, () => ProbesFixtures.Lib, () => ProbesFixtures.Throw, () => UsdtTests.Fork, () => RunTests.StaticFixture];
+        [() => ProbesFixtures.Exe, () => ProbesFixtures.Lib, () => ProbesFixtures.Throw, () => UsdtTests.Fork, () => RunTests.StaticFixture,
+         () => BreakTests.Chain(true), () => BreakTests.Chain(false), () => BreakTests.Lib];
 
     /// <summary>Sources the warm-up does not compile through Get: those built with flags, and bench/'s own.</summary>
-    private static readonly HashSet<string> NotThroughGet = new(StringComparer.Ordinal) { "usdt", "usdtlib", "usdt_fork", "run_static", "benchwriter", "stderr_lines" };
+    private static readonly HashSet<string> NotThroughGet = new(StringComparer.Ordinal) { "usdt", "usdtlib", "usdt_fork", "run_static", "benchwriter", "stderr_lines", "brk_lib" };
 
     private static int _warming;
 

@@ -64,4 +64,36 @@ internal static class Gdb
         Assert.True(frames.Count > 0, $"no frames for LWP {tid} in gdb's output:\n{text}");
         return frames;
     }
+
+    /// <summary>
+    /// gdb's backtrace at the next hit of LOCATION (a gdb breakpoint spec, e.g. `*brk_target` for the function's first
+    /// instruction) in PID: `break`, `continue`, then the frames of the thread that hit, as <see cref="Backtrace"/>.
+    /// gdb removes its breakpoint when it detaches at the end of the batch.
+    /// </summary>
+    public static List<GdbFrame> BacktraceAtBreak(int pid, string location)
+    {
+        using var dir = new TempDir();
+        var script = dir.File("bt.py");
+        File.WriteAllText(script, """
+            import gdb
+            f = gdb.newest_frame()
+            while f is not None:
+                if f.type() != gdb.INLINE_FRAME:
+                    name = "<signal handler called>" if f.type() == gdb.SIGTRAMP_FRAME else (f.name() or "??")
+                    print("frame 0x%x %s" % (f.pc(), name))
+                f = f.older()
+            """);
+        var text = Run(pid, "set breakpoint pending on", "break " + location, "continue", "source " + script);
+        var frames = new List<GdbFrame>();
+        foreach (var line in text.Split('\n'))
+        {
+            if (!line.StartsWith("frame 0x", StringComparison.Ordinal)) continue;
+            var parts = line.Split(' ', 3);
+            var pc = ulong.Parse(parts[1][2..], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            frames.Add(new GdbFrame(frames.Count, parts[2] == "<signal handler called>" ? null : pc, parts[2]));
+        }
+
+        Assert.True(frames.Count > 0, $"no frames at {location} in gdb's output:\n{text}");
+        return frames;
+    }
 }

@@ -1,0 +1,192 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using Nozoki.Breakpoints;
+using Nozoki.Tracing;
+using Nozoki.Unwinding;
+
+namespace Nozoki.Cli.Output;
+
+/// <summary>
+/// `TIME COMM PID TID LOCATION [rdi=0x.. ...]` per hit on stdout, then with --backtrace its frames
+/// (`#0 0x00007f.. module!symbol+0xoff (file:line)`), indented; messages on stderr.
+/// </summary>
+internal sealed class TextBreakSink(bool quiet, bool args) : IBreakSink
+{
+    private static readonly string[] ArgNames = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
+    private readonly StringBuilder _sb = new(4096);
+
+    public void OnHit(in BreakHit hit)
+    {
+        var ic = CultureInfo.InvariantCulture;
+        var local = hit.Time.ToLocalTime();
+        _sb.Append(local.ToString("HH:mm:ss.ffffff", ic)).Append(' ').Append(hit.Comm).Append(' ')
+            .Append(hit.Pid.ToString(ic)).Append(' ').Append(hit.Tid.ToString(ic)).Append(' ').Append(hit.Location.ToString());
+        if (args)
+        {
+            for (var i = 0; i < hit.Args.Length; i++) _sb.Append(' ').Append(ArgNames[i]).Append("=0x").Append(hit.Args[i].ToString("x", ic));
+        }
+
+        _sb.Append('\n');
+        if (hit.Frames is { } frames)
+        {
+            foreach (var f in frames) f.Format(_sb.Append("    ")).Append('\n');
+        }
+
+        if (_sb.Length >= 1 << 16) Flush();
+    }
+
+    public void Flush()
+    {
+        if (_sb.Length == 0) return;
+        FdWriter.Stdout.WriteLines(Encoding.UTF8.GetBytes(_sb.ToString()));
+        _sb.Clear();
+    }
+
+    public void OnProblem(string message) => Say(message);
+
+    public void OnAttached(int pid, int threadCount)
+    {
+        if (!quiet) Say($"attached to PID {pid} ({threadCount} thread{(threadCount == 1 ? "" : "s")})");
+    }
+
+    public void OnArmed(int pid, string spec, int sites, bool uprobe)
+    {
+        if (!quiet) Say($"{spec}: armed {sites} site{(sites == 1 ? "" : "s")} in PID {pid} ({(uprobe ? "kernel uprobe" : "ptrace breakpoint")}{(sites == 1 ? "" : "s")})");
+    }
+
+    public void OnProcessExited(in ProcessExit exit)
+    {
+        var (pid, status, _) = exit;
+        if (!quiet) Say($"PID {pid} {status}");
+    }
+
+    public void OnDetached(int pid)
+    {
+        if (!quiet) Say($"detached from PID {pid}; every site removed");
+    }
+
+    private void Say(string message)
+    {
+        Flush();
+        FdWriter.Stderr.Write(Encoding.UTF8.GetBytes($"nozoki: {message}\n"));
+    }
+}
+
+/// <summary>One JSON object per hit: time, comm, pid, tid, location, spec, args[6], frames[] (with --backtrace).</summary>
+internal sealed class JsonBreakSink : IBreakSink
+{
+    private readonly System.Buffers.ArrayBufferWriter<byte> _buffer = new(4096);
+    private readonly Utf8JsonWriter _json;
+
+    public JsonBreakSink() => _json = new Utf8JsonWriter(_buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+
+    public void OnHit(in BreakHit hit)
+    {
+        _json.WriteStartObject();
+        _json.WriteNumber("time", Math.Round((hit.Time - DateTime.UnixEpoch).TotalSeconds, 6));
+        _json.WriteNumber("pid", hit.Pid);
+        _json.WriteNumber("tid", hit.Tid);
+        _json.WriteString("comm", hit.Comm);
+        _json.WriteString("location", hit.Location.ToString());
+        _json.WriteString("spec", hit.Spec);
+        _json.WriteString("module", hit.Location.Module.Path);
+        _json.WriteString("address", "0x" + hit.Location.Address.ToString("x", CultureInfo.InvariantCulture));
+        _json.WriteStartArray("args");
+        foreach (var a in hit.Args) _json.WriteNumberValue(a);
+        _json.WriteEndArray();
+        if (hit.Frames is { } frames)
+        {
+            _json.WriteStartArray("frames");
+            foreach (var f in frames) WriteFrame(f);
+            _json.WriteEndArray();
+        }
+
+        _json.WriteEndObject();
+        EndLine();
+        if (_buffer.WrittenCount >= 1 << 16) Flush();
+    }
+
+    private void WriteFrame(Frame f)
+    {
+        _json.WriteStartObject();
+        _json.WriteNumber("index", f.Index);
+        if (f.EndMarker is not null)
+        {
+            _json.WriteString("end", f.EndMarker);
+            _json.WriteEndObject();
+            return;
+        }
+
+        _json.WriteString("pc", "0x" + f.Pc.ToString("x", CultureInfo.InvariantCulture));
+        if (f.Module is not null) _json.WriteString("module", f.Module);
+        if (f.Symbol is not null) _json.WriteString("symbol", f.Symbol);
+        if (f.Module is not null) _json.WriteNumber("offset", f.Offset);
+        if (f.File is not null) _json.WriteString("file", f.File);
+        if (f.Line is { } line) _json.WriteNumber("line", line);
+        if (f.IsActivation && f.Index > 0) _json.WriteBoolean("signal_frame", true);
+        _json.WriteEndObject();
+    }
+
+    public void OnProblem(string message)
+    {
+        _json.WriteStartObject();
+        _json.WriteString("event", "problem");
+        _json.WriteString("message", message);
+        _json.WriteEndObject();
+        EndLine();
+        Flush();
+    }
+
+    public void OnArmed(int pid, string spec, int sites, bool uprobe)
+    {
+        _json.WriteStartObject();
+        _json.WriteString("event", "armed");
+        _json.WriteNumber("pid", pid);
+        _json.WriteString("spec", spec);
+        _json.WriteNumber("sites", sites);
+        _json.WriteString("via", uprobe ? "uprobe" : "ptrace");
+        _json.WriteEndObject();
+        EndLine();
+        Flush();
+    }
+
+    public void OnAttached(int pid, int threadCount)
+    {
+        _json.WriteStartObject();
+        _json.WriteString("event", "attached");
+        _json.WriteNumber("pid", pid);
+        _json.WriteNumber("threads", threadCount);
+        _json.WriteEndObject();
+        EndLine();
+        Flush();
+    }
+
+    public void OnDetached(int pid)
+    {
+        _json.WriteStartObject();
+        _json.WriteString("event", "detached");
+        _json.WriteNumber("pid", pid);
+        _json.WriteEndObject();
+        EndLine();
+        Flush();
+    }
+
+    private void EndLine()
+    {
+        _json.Flush();
+        _buffer.Write("\n"u8);
+        _json.Reset(_buffer);
+    }
+
+    public void Flush()
+    {
+        _json.Flush();
+        if (_buffer.WrittenCount == 0) return;
+        FdWriter.Stdout.WriteLines(_buffer.WrittenSpan);
+        _buffer.ResetWrittenCount();
+        _json.Reset(_buffer);
+    }
+}
