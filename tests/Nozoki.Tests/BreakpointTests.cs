@@ -32,7 +32,7 @@ public sealed partial class BreakpointTests
 
         public void OnStarted(ITraceControl control) => Breakpoints.OnStarted(control);
 
-        public void OnAttached(int pid, int threadCount) => InsertError = Breakpoints.For(pid).Insert(site);
+        public void OnAttached(int pid, int threadCount) => InsertError = Breakpoints.For(pid).Insert(site).Errno;
 
         public bool OnBreakpoint(in BreakpointStop stop)
         {

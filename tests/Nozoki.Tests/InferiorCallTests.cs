@@ -37,7 +37,7 @@ public sealed partial class InferiorCallTests
             _calls = new InferiorCall(control);
         }
 
-        public void OnAttached(int pid, int threadCount) => InsertError = Breakpoints.For(pid).Insert(site);
+        public void OnAttached(int pid, int threadCount) => InsertError = Breakpoints.For(pid).Insert(site).Errno;
 
         public bool OnBreakpoint(in BreakpointStop stop)
         {

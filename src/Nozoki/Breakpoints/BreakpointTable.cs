@@ -49,28 +49,28 @@ internal sealed class BreakpointTable(int pid)
     public IEnumerable<ulong> Addresses => _sites.Keys;
 
     /// <summary>
-    /// Adds a reference to the site at address, writing an int3 there for the first. 0, or the errno of the read or
+    /// Adds a reference to the site at address, writing an int3 there for the first. Ok, or the errno of the read or
     /// write (EEXIST: an int3 is there already; EBUSY: the process's threads could not all be stopped).
     /// </summary>
-    public int Insert(ulong address)
+    public SysResult Insert(ulong address)
     {
         if (_sites.TryGetValue(address, out var site))
         {
             site.References++;
-            return 0;
+            return SysResult.Ok;
         }
 
         Span<byte> b = stackalloc byte[1];
         var r = ProcessMemory.Read(Pid, address, b);
-        if (r.BytesRead != 1) return r.Errno == 0 ? Native.Errno.EFAULT : r.Errno;
+        if (r.BytesRead != 1) return new SysResult(r.Errno == 0 ? Native.Errno.EFAULT : r.Errno);
         // An int3 there already is the program's own (or another tracer's): ours would trap for it, and hide it.
-        if (b[0] == X86_64.Int3) return Native.Errno.EEXIST;
-        if (!Window(address)) return Native.Errno.EBUSY;
+        if (b[0] == X86_64.Int3) return new SysResult(Native.Errno.EEXIST);
+        if (!Window(address)) return new SysResult(Native.Errno.EBUSY);
         var e = ProcessMemoryWriter.Write(Pid, address, [X86_64.Int3]);
-        if (e != 0) return e;
+        if (!e.IsOk) return e;
         _sites[address] = new Site(b[0]) { References = 1 };
         _removed.Remove(address);
-        return 0;
+        return SysResult.Ok;
     }
 
     /// <summary>
@@ -111,7 +111,7 @@ internal sealed class BreakpointTable(int pid)
     {
         if (!_sites.TryGetValue(address, out var site)) return false;
         Writing?.Invoke(this, address);
-        return ProcessMemoryWriter.Write(Pid, address, [site.Original]) == 0;
+        return ProcessMemoryWriter.Write(Pid, address, [site.Original]).IsOk;
     }
 
     /// <summary>Writes the int3 again after a step, if the site is still wanted (at the step trap, the others still stopped).</summary>

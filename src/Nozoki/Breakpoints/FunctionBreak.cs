@@ -340,7 +340,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
                     continue;
                 }
 
-                if (_breakpoints.For(p.Pid).Insert(location.Address) != 0)
+                if (!_breakpoints.For(p.Pid).Insert(location.Address).IsOk)
                 {
                     Problem($"{spec}: cannot write an int3 at 0x{location.Address:x} ({location}) in PID {p.Pid}; not armed");
                     continue;

@@ -160,7 +160,7 @@ public sealed class InferiorCall
         var frame = ((regs.Rsp - RedZone) & ~15UL) - 8;
         Span<byte> word = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(word, entry);
-        if (ProcessMemoryWriter.Write(pid, frame, word) != 0 || ProcessMemoryWriter.Write(pid, entry, [X86_64.Int3]) != 0)
+        if (!ProcessMemoryWriter.Write(pid, frame, word).IsOk || !ProcessMemoryWriter.Write(pid, entry, [X86_64.Int3]).IsOk)
             return Result(target, CallOutcome.Refused, 0, default, 0, start, timeout);
 
         var call = regs;

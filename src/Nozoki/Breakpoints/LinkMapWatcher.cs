@@ -69,7 +69,7 @@ internal sealed class LinkMapWatcher(BreakpointSet breakpoints, ILinkMapListener
         if (code[retOffset] != X86_64.Ret) return $"{hook.Loader.Path}: _dl_debug_state is not a plain ret; objects loaded later will not be probed";
 
         address += (ulong)retOffset;
-        if (breakpoints.For(pid).Insert(address) != 0) return null;
+        if (!breakpoints.For(pid).Insert(address).IsOk) return null;
         _processes[pid] = new Watched { Hook = address, Debug = ProbeResolver.FindLoaderDebug(hook.Loader) ?? 0 };
         watching = true;
         return null;

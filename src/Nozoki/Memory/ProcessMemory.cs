@@ -104,22 +104,22 @@ internal static unsafe class ProcessMemory
 /// </summary>
 internal static class ProcessMemoryWriter
 {
-    /// <summary>Returns 0, or an errno-like code when the write failed (the memory is gone).</summary>
-    internal static int Write(int pid, ulong address, ReadOnlySpan<byte> data)
+    /// <summary>Ok, or EFAULT when the memory (or the process) is gone, EPERM when it may not be written.</summary>
+    internal static SysResult Write(int pid, ulong address, ReadOnlySpan<byte> data)
     {
         try
         {
             using var mem = File.OpenHandle($"/proc/{pid}/mem", FileMode.Open, FileAccess.ReadWrite);
             RandomAccess.Write(mem, data, (long)address);
-            return 0;
+            return SysResult.Ok;
         }
         catch (IOException)
         {
-            return Errno.EFAULT;
+            return new SysResult(Errno.EFAULT);
         }
         catch (UnauthorizedAccessException)
         {
-            return Errno.EPERM;
+            return new SysResult(Errno.EPERM);
         }
     }
 }

@@ -63,10 +63,10 @@ internal static unsafe partial class Perf
     /// <summary>
     /// Opens a uprobe on <paramref name="path"/> at <paramref name="offset"/> for one thread; its samples carry the
     /// event id, pid/tid, time (CLOCK_MONOTONIC), the registers in <paramref name="regsMask"/> and
-    /// <paramref name="stackBytes"/> bytes from the stack pointer. Returns the fd, or -1 with errno.
+    /// <paramref name="stackBytes"/> bytes from the stack pointer, as <paramref name="fd"/>.
     /// </summary>
-    public static int OpenUprobe(int pmuType, string path, ulong offset, ulong refCtrOffset, int tid, ulong regsMask, uint stackBytes, uint wakeupBytes,
-        bool countLost)
+    public static SysResult OpenUprobe(int pmuType, string path, ulong offset, ulong refCtrOffset, int tid, ulong regsMask, uint stackBytes, uint wakeupBytes,
+        bool countLost, out int fd)
     {
         var pathBytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
         fixed (byte* p = pathBytes)
@@ -87,7 +87,8 @@ internal static unsafe partial class Perf
                 SampleStackUser = stackBytes,
                 ClockId = CLOCK_MONOTONIC,
             };
-            return (int)syscall(SYS_perf_event_open, &attr, tid, -1, -1, FLAG_FD_CLOEXEC);
+            fd = (int)syscall(SYS_perf_event_open, &attr, tid, -1, -1, FLAG_FD_CLOEXEC);
+            return SysResult.Of(fd >= 0);
         }
     }
 
@@ -105,24 +106,25 @@ internal static unsafe partial class Perf
     private static partial nint read(int fd, void* buffer, nuint count);
 
     /// <summary>The kernel's id of an event (what PERF_SAMPLE_IDENTIFIER puts first in each of its samples).</summary>
-    public static bool TryGetId(int fd, out ulong id)
+    public static SysResult GetId(int fd, out ulong id)
     {
         ulong v = 0;
-        var ok = ioctl(fd, IOC_ID, (ulong)&v) == 0;
+        var r = SysResult.Of(ioctl(fd, IOC_ID, (ulong)&v) == 0);
         id = v;
-        return ok;
+        return r;
     }
 
     /// <summary>Sends the samples of <paramref name="fd"/> to the ring buffer of <paramref name="outputFd"/> (same thread).</summary>
-    public static bool SetOutput(int fd, int outputFd) => ioctl(fd, IOC_SET_OUTPUT, (ulong)outputFd) == 0;
+    public static SysResult SetOutput(int fd, int outputFd) => SysResult.Of(ioctl(fd, IOC_SET_OUTPUT, (ulong)outputFd) == 0);
 
     /// <summary>Maps the ring buffer: one metadata page, then <paramref name="dataPages"/> (a power of two) pages.</summary>
-    public static nint MapRing(int fd, int dataPages, out nuint length)
+    public static SysResult MapRing(int fd, int dataPages, out nint address, out nuint length)
     {
         length = (nuint)((1 + dataPages) * Environment.SystemPageSize);
         const int PROT_READ = 1, PROT_WRITE = 2, MAP_SHARED = 1;
         var a = mmap(0, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        return a == -1 ? 0 : a;
+        address = a == -1 ? 0 : a;
+        return SysResult.Of(a != -1);
     }
 
     public static void Unmap(nint address, nuint length) => munmap(address, length);

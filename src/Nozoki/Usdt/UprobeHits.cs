@@ -175,36 +175,36 @@ internal sealed unsafe class UprobeHits : IDisposable
         var error = Errno.ENOENT;
         foreach (var path in KernelPaths(obj))
         {
-            fd = Perf.OpenUprobe(_pmuType, path, offset, refCtrOffset, tid, mask, stackBytes,
-                (uint)((ulong)_pagesPerRing * (ulong)Environment.SystemPageSize / 4), _countLost);
-            if (fd >= 0) break;
-            error = Marshal.GetLastPInvokeError();
+            var opened = Perf.OpenUprobe(_pmuType, path, offset, refCtrOffset, tid, mask, stackBytes,
+                (uint)((ulong)_pagesPerRing * (ulong)Environment.SystemPageSize / 4), _countLost, out fd);
+            if (opened.IsOk) break;
+            error = opened.Errno;
             if (error == Errno.EINVAL && _countLost)
             {
                 // Before Linux 6.0 there is no per-event lost count; LOST records still report losses.
                 _countLost = false;
-                fd = Perf.OpenUprobe(_pmuType, path, offset, refCtrOffset, tid, mask, stackBytes,
-                    (uint)((ulong)_pagesPerRing * (ulong)Environment.SystemPageSize / 4), _countLost);
-                if (fd >= 0) break;
-                error = Marshal.GetLastPInvokeError();
+                opened = Perf.OpenUprobe(_pmuType, path, offset, refCtrOffset, tid, mask, stackBytes,
+                    (uint)((ulong)_pagesPerRing * (ulong)Environment.SystemPageSize / 4), _countLost, out fd);
+                if (opened.IsOk) break;
+                error = opened.Errno;
             }
 
             if (error is not (Errno.ENOENT or Errno.EACCES or Errno.ENOTDIR or Errno.ELOOP)) break;
         }
 
         if (fd < 0) return error;
-        if (!Perf.TryGetId(fd, out var id))
+        if (Perf.GetId(fd, out var id) is { IsOk: false } idFailed)
         {
-            error = Marshal.GetLastPInvokeError();
+            error = idFailed.Errno;
             Libc.close(fd);
             return error;
         }
 
         if (_rings.TryGetValue(tid, out var ring))
         {
-            if (!Perf.SetOutput(fd, ring.LeaderFd))
+            if (Perf.SetOutput(fd, ring.LeaderFd) is { IsOk: false } outputFailed)
             {
-                error = Marshal.GetLastPInvokeError();
+                error = outputFailed.Errno;
                 Libc.close(fd);
                 return error;
             }
@@ -214,13 +214,17 @@ internal sealed unsafe class UprobeHits : IDisposable
         else
         {
             var pages = _pagesPerRing;
-            nint mapping;
-            nuint length;
             // Unprivileged users have a locked-memory budget for these buffers (perf_event_mlock_kb): ask for less.
-            while ((mapping = Perf.MapRing(fd, pages, out length)) == 0 && pages > 1) pages /= 2;
-            if (mapping == 0)
+            var mapped = Perf.MapRing(fd, pages, out var mapping, out var length);
+            while (!mapped.IsOk && pages > 1)
             {
-                error = Marshal.GetLastPInvokeError();
+                pages /= 2;
+                mapped = Perf.MapRing(fd, pages, out mapping, out length);
+            }
+
+            if (!mapped.IsOk)
+            {
+                error = mapped.Errno;
                 Libc.close(fd);
                 return error;
             }

@@ -279,7 +279,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
                 continue;
             }
 
-            if (_breakpoints.For(p.Pid).Insert(probe.Address) != 0) continue;
+            if (!_breakpoints.For(p.Pid).Insert(probe.Address).IsOk) continue;
             p.Sites[probe.Address] = new ArmedSite(probe, uprobe: false);
             if (probe.HasSemaphore) AddToSemaphore(p, probe.SemaphoreAddress, +1);
             added++;
@@ -369,7 +369,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         if (ProcessMemory.Read(p.Pid, address, b).BytesRead != 2) return;
         var value = BinaryPrimitives.ReadUInt16LittleEndian(b);
         BinaryPrimitives.WriteUInt16LittleEndian(b, (ushort)Math.Max(0, value + delta));
-        if (ProcessMemoryWriter.Write(p.Pid, address, b) == 0) p.Semaphores[address] = p.Semaphores.GetValueOrDefault(address) + delta;
+        if (ProcessMemoryWriter.Write(p.Pid, address, b).IsOk) p.Semaphores[address] = p.Semaphores.GetValueOrDefault(address) + delta;
     }
 
     public bool OnBreakpoint(in BreakpointStop stop)
