@@ -105,7 +105,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
     private readonly Dictionary<int, ProcessSites> _processes = [];
     private readonly BreakpointSet _breakpoints = new();
     private readonly LinkMapWatcher _linkMap;
-    private readonly Dictionary<int, string> _comms = [];
+    private readonly ThreadNames _comms = new();
     private readonly Dictionary<int, Unwinder?> _unwinders = [];
     private readonly Dictionary<int, LiveMemory> _live = [];
     private readonly Dictionary<int, long> _heldSince = [];
@@ -591,20 +591,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
         }
     }
 
-    private string Comm(int pid, int tid)
-    {
-        if (_comms.TryGetValue(tid, out var comm)) return comm;
-        try
-        {
-            comm = File.ReadAllText($"/proc/{pid}/task/{tid}/comm").TrimEnd('\n');
-        }
-        catch (IOException)
-        {
-            comm = "?";
-        }
-
-        return _comms[tid] = comm;
-    }
+    private string Comm(int pid, int tid) => _comms.Get(pid, tid);
 
     public void OnNewTask(int parentTid, int newTid, int newPid, bool isProcess)
     {
@@ -648,8 +635,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
             foreach (var site in p.Sites.Values)
             {
                 if (!site.Uprobe) continue;
-                _comms.Remove(tid);
-                Comm(p.Pid, tid);
+                _comms.Refresh(p.Pid, tid);
                 var table = site.Location.Module.Symbols!;
                 var offset = ProbeResolver.ToFileOffset(table.Segments, site.Location.FileAddress)!.Value;
                 var target = new UprobeTarget(site.Location.Module.Mapped, offset, AllGeneralRegisters, _options.Backtrace ? (uint)_options.StackSize : 0u, site);

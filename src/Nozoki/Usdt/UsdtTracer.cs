@@ -91,7 +91,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
     internal BreakpointSet Breakpoints => _breakpoints;
     private readonly LinkMapWatcher _linkMap;
     private byte[] _stringBuffer = [];
-    private readonly Dictionary<int, string> _comms = [];
+    private readonly ThreadNames _comms = new();
     private UsdtArgument[] _args = new UsdtArgument[12];
     private long _hits;
     private int _skipExecOf = -1;
@@ -502,20 +502,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
         return System.Text.Encoding.UTF8.GetString(buffer, 0, done) + (done == buffer.Length ? "..." : "");
     }
 
-    private string Comm(int pid, int tid)
-    {
-        if (_comms.TryGetValue(tid, out var comm)) return comm;
-        try
-        {
-            comm = File.ReadAllText($"/proc/{pid}/task/{tid}/comm").TrimEnd('\n');
-        }
-        catch (IOException)
-        {
-            comm = "?";
-        }
-
-        return _comms[tid] = comm;
-    }
+    private string Comm(int pid, int tid) => _comms.Get(pid, tid);
 
     public void OnNewTask(int parentTid, int newTid, int newPid, bool isProcess)
     {
@@ -569,8 +556,7 @@ public sealed class UsdtTracer : ITraceObserver, IDisposable
             foreach (var site in p.Sites.Values)
             {
                 if (!site.Uprobe) continue;
-                _comms.Remove(tid); // a reused thread id
-                Comm(p.Pid, tid);
+                _comms.Refresh(p.Pid, tid); // a reused thread id
                 var e = _uprobes.Open(site.Probe, p.Pid, tid);
                 if (e is not (0 or Errno.ESRCH))
                     _sink.OnProblem($"{site.Probe.Site.FullName}: kernel uprobe for new thread {tid} failed ({ErrnoText(e)}); its hits will be missed");
