@@ -191,14 +191,18 @@ public sealed class RunTests
     [InlineData("never", Posix.SIGINT)]
     public void Sigint_and_sigquit_sent_to_nozoki_alone_kill_neither_nozoki_nor_the_command(string color, int signo)
     {
-        using var nozoki = NozokiCli.Start(["run", "--color", color, "--", "sleep", "2"]);
-        var sleep = ProcessTree.WaitForDescendant(nozoki.Pid, "sleep", TimeSpan.FromSeconds(30));
+        // The command waits for a line on its stdin (nozoki's, inherited), so it outlives the signal for sure; it is let
+        // go only once the signal has reached nozoki (no longer pending), and must then finish normally.
+        using var nozoki = NozokiCli.Start(["run", "--color", color, "--", "sh", "-c", "read line; echo \"$line\""]);
+        var sh = ProcessTree.WaitForDescendant(nozoki.Pid, "sh", TimeSpan.FromSeconds(30));
         nozoki.Signal(signo);
-        Thread.Sleep(200);
-        Assert.True(ProcStatus.Read(sleep) is { Name: "sleep" } st && st.State != 'Z',
-            $"sleep (PID {sleep}) is gone right after signal {signo} to nozoki: {ProcStatus.Read(sleep)}\n{nozoki.Describe()}");
+        Poll.Until(() => ProcStatus.Read(nozoki.Pid) is not { } st || !st.HasPending(signo), TimeSpan.FromSeconds(30), "the signal to reach nozoki");
+        Assert.True(ProcStatus.Read(sh) is { State: not 'Z' },
+            $"the command (PID {sh}) is gone after signal {signo} to nozoki: {ProcStatus.Read(sh)}\n{nozoki.Describe()}");
+        nozoki.WriteStdin("still here\n");
         var code = nozoki.WaitForExit(TimeSpan.FromSeconds(30));
-        Assert.True(code == 0, $"expected exit 0 (sleep 2 completed), got {code}.\n{nozoki.Describe()}");
+        Assert.True(code == 0, $"expected exit 0 (the command read its line), got {code}.\n{nozoki.Describe()}");
+        Assert.Equal("still here\n", nozoki.StdoutText());
         nozoki.AssertNoStackTrace();
         Assert.Equal("", nozoki.StderrText());
     }

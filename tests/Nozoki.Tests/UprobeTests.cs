@@ -101,14 +101,14 @@ public sealed partial class UprobeTests
     [Fact]
     public void Output_slower_than_the_hits_holds_the_process_and_loses_nothing()
     {
-        const int loops = 200_000;
-        var sink = new CollectingSink { StallEvery = 1000, StallMs = 40 };
-        // The default ring (8 MiB, ~150,000 of these samples): the sink (25,000 hits/s at most) falls a quarter of it
-        // behind the loop within a second as long as the loop makes more than 65,000 hits/s: about a million on a
-        // bare machine, ~100,000 on a busy 2-CPU VM (a uprobe hit costs ~10 us there; with a sink of 200,000 hits/s
-        // the ring never filled a quarter: no hold, nothing tested).
+        const int loops = 40_000;
+        var sink = new CollectingSink { StallEvery = 500, StallMs = 20 };
+        // A 1 MiB ring (~18,000 of these samples): the sink (25,000 hits/s at most) falls a quarter of it behind the
+        // loop within a second as long as the loop makes more than ~5,000 hits/s (a uprobe hit costs 1-10 us here),
+        // and the monitor (every 2 ms) holds the process long before the other three quarters fill. With a sink of
+        // 200,000 hits/s and the default 8 MiB ring, the ring never filled a quarter: no hold, nothing tested.
         var (tracer, result) = Launch([ProbesFixtures.Exe, "--loops", $"{loops}"], sink,
-            new UsdtOptions { Mechanism = UsdtMechanism.Uprobe }, "fixture:one");
+            new UsdtOptions { Mechanism = UsdtMechanism.Uprobe, UprobeRingPages = 256 }, "fixture:one");
 
         Assert.Null(result.Error);
         Assert.Equal(new ExitStatus(0, 0), result.TargetExit);
@@ -121,12 +121,12 @@ public sealed partial class UprobeTests
     [Fact]
     public void A_ring_buffer_that_overflows_loses_hits_loudly_and_never_silently()
     {
-        // 10,000 loops are ~100,000 hits: thousands of times what the ring holds, so it overflows while the reader
-        // sleeps (100,000 loops made the same point ten times over, in 36 s).
-        const int loops = 10_000;
-        var sink = new CollectingSink { StallFirstHitMs = 1000 };
+        // 3,000 loops are ~30,000 hits: a thousand times what the ring holds, so it overflows while the reader sleeps
+        // (100,000 loops made the same point thirty times over, in 36 s).
+        const int loops = 3_000;
+        var sink = new CollectingSink { StallFirstHitMs = 500 };
         // 8 pages (32 KiB) hold a few dozen of these samples (2 KiB of stack each): they overflow long before the
-        // monitor (every 2 ms) can hold the process, while the reader sleeps a second on its first hit.
+        // monitor (every 2 ms) can hold the process, while the reader sleeps half a second on its first hit.
         var (tracer, result) = Launch([ProbesFixtures.Exe, "--loops", $"{loops}"], sink,
             new UsdtOptions { Mechanism = UsdtMechanism.Uprobe, UprobeRingPages = 8 });
 

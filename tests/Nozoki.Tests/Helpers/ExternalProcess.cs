@@ -51,6 +51,13 @@ internal sealed class ExternalProcess : IDisposable
         }
     }
 
+    /// <summary>Writes TEXT to the process's stdin (a pipe) and flushes it.</summary>
+    public void WriteStdin(string text)
+    {
+        _process.StandardInput.Write(text);
+        _process.StandardInput.Flush();
+    }
+
     public static ExternalProcess Start(string name, string fileName, IEnumerable<string> args, OutputSink? stdoutSink = null)
     {
         var psi = new ProcessStartInfo(fileName)
