@@ -142,11 +142,11 @@ public sealed class TraceCommandTests
     [Fact]
     public void A_blocking_call_shows_while_it_blocks()
     {
-        using var nozoki = NozokiCli.Start(["trace", "-e", "trace=clock_nanosleep,nanosleep", "--", "sleep", "3"]);
+        using var nozoki = NozokiCli.Start(["trace", "-e", "trace=clock_nanosleep,nanosleep", "--", "sleep", "1.5"]);
         nozoki.WaitForStderr(s => s.Contains("sleep(", StringComparison.Ordinal), TimeSpan.FromSeconds(30), "the sleep's entry");
         Assert.DoesNotContain("+++", nozoki.StderrText(), StringComparison.Ordinal);
         Assert.Equal(0, nozoki.WaitForExit(NozokiCli.ExitTimeout));
-        Assert.Matches(@"(clock_)?nanosleep\(.*\{tv_sec=3, tv_nsec=0\}, (NULL|0x[0-9a-f]+)\) += 0\n\+\+\+ exited with 0 \+\+\+", nozoki.StderrText());
+        Assert.Matches(@"(clock_)?nanosleep\(.*\{tv_sec=1, tv_nsec=500000000\}, (NULL|0x[0-9a-f]+)\) += 0\n\+\+\+ exited with 0 \+\+\+", nozoki.StderrText());
     }
 
     public static TheoryData<string[]> BadArguments => new()
