@@ -36,7 +36,7 @@ internal sealed partial class StopLoop
                 throw new TraceException($"waitpid failed while detaching: {waited.Message}");
             }
 
-            HandleStopWhileDetaching(tid, status);
+            if (!WakerStatus(tid, status, restart: false)) HandleStopWhileDetaching(tid, status);
         }
 
         DeliverPendingTraps();
@@ -102,7 +102,7 @@ internal sealed partial class StopLoop
             while (AnyRunning())
             {
                 if (!PosixSpawn.WaitPid(-1, Wait.Tracees, out var tid, out var status).IsOk) return;
-                HandleStopWhileDetaching(tid, status);
+                if (!WakerStatus(tid, status, restart: false)) HandleStopWhileDetaching(tid, status);
             }
         }
     }

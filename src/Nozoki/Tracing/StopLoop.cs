@@ -89,14 +89,26 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
 
     public void StopWaker() => _waker.Stop();
 
-    /// <summary>The waker died (it was woken): a new one, so that the next request can wake this thread too.</summary>
-    private void RestartWaker()
+    /// <summary>
+    /// Whether a waitpid status was the waker's: a stop (a wake) resumes it; its death (an untraced waker is killed to
+    /// wake, or someone killed it) starts a new one unless the session is ending, so that the next request can wake
+    /// this thread too. Hold requests are handled by the caller after any wait.
+    /// </summary>
+    private bool WakerStatus(int tid, int status, bool restart = true)
     {
+        if (tid != _waker.Pid || _waker.Pid == 0) return false;
+        if (Wait.IfStopped(status))
+        {
+            _waker.Resume();
+            return true;
+        }
+
         _waker.Reaped();
+        if (!restart) return true;
         // What woke us first (starting a process takes a while), then the new waker, then what came meanwhile.
         ProcessHoldRequests();
         if (!detachRequested()) _waker.Start();
-        ProcessHoldRequests();
+        return true;
     }
 
     /// <summary>Runs until every traced task is gone or a detach is requested.</summary>
@@ -119,10 +131,7 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
                 throw new TraceException($"waitpid failed: {waited.Message}");
             }
 
-            if (tid == _waker.Pid && !Wait.IfStopped(status))
-                RestartWaker();
-            else
-                HandleStop(tid, status);
+            if (!WakerStatus(tid, status)) HandleStop(tid, status);
             if (!_holdRequests.IsEmpty) ProcessHoldRequests();
             if (_failedRequest != 0) ThrowFailure();
             if (!_attachReported && _initialPending == 0)
@@ -287,9 +296,9 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
         {
             if (!Wait.IfStopped(status))
             {
-                // A task that died before its first stop and before its parent's clone/fork event was handled (or the
-                // waker): that late event must not bring it back.
-                if (tid != _waker.Pid) _goneEarly.Add(tid);
+                // A task that died before its first stop and before its parent's clone/fork event was handled: that
+                // late event must not bring it back.
+                _goneEarly.Add(tid);
                 return;
             }
 
