@@ -103,10 +103,10 @@ public sealed partial class UprobeTests
     {
         const int loops = 40_000;
         var sink = new CollectingSink { StallEvery = 500, StallMs = 20 };
-        // A 1 MiB ring (~18,000 of these samples): the sink (25,000 hits/s at most) falls a quarter of it behind the
-        // loop within a second as long as the loop makes more than ~5,000 hits/s (a uprobe hit costs 1-10 us here),
-        // and the monitor (every 2 ms) holds the process long before the other three quarters fill. With a sink of
-        // 200,000 hits/s and the default 8 MiB ring, the ring never filled a quarter: no hold, nothing tested.
+        // A 1 MiB ring (~18,000 of these samples): the sink (25,000 hits/s at most) falls half of it behind the loop
+        // within a second as long as the loop makes more than ~10,000 hits/s (a uprobe hit costs 1-10 us here), and
+        // the monitor (every 2 ms) holds the process long before the other half fills. With a sink of 200,000 hits/s
+        // and the default 8 MiB ring, the ring never filled a quarter: no hold, nothing tested.
         var (tracer, result) = Launch([ProbesFixtures.Exe, "--loops", $"{loops}"], sink,
             new UsdtOptions { Mechanism = UsdtMechanism.Uprobe, UprobeRingPages = 256 }, "fixture:one");
 

@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Nozoki.Breakpoints;
+using Nozoki.Symbols;
 using Nozoki.Tracing;
 using Nozoki.Unwinding;
 
@@ -16,33 +17,65 @@ namespace Nozoki.Cli.Output;
 internal sealed class TextBreakSink(bool quiet, bool args) : IBreakSink
 {
     private static readonly string[] ArgNames = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
-    private readonly StringBuilder _sb = new(4096);
+    private const int FlushChars = 1 << 16;
+    private readonly StringBuilder _sb = new(FlushChars + 4096);
+    private byte[] _bytes = new byte[3 * (FlushChars + 4096)];
+
+    // A hot location is hit thousands of times with the same frames: its text and each frame's line are made once.
+    private const int MaxCachedFrames = 1 << 16;
+    private readonly Dictionary<(int Index, ulong Pc), string> _frameLines = [];
+    private CodeLocation? _location;
+    private string _locationText = "";
 
     public void OnHit(in BreakHit hit)
     {
         var ic = CultureInfo.InvariantCulture;
-        var local = hit.Time.ToLocalTime();
-        _sb.Append(local.ToString("HH:mm:ss.ffffff", ic)).Append(' ').Append(hit.Comm).Append(' ')
-            .Append(hit.Pid.ToString(ic)).Append(' ').Append(hit.Tid.ToString(ic)).Append(' ').Append(hit.Location.ToString());
+        if (!ReferenceEquals(hit.Location, _location))
+        {
+            _location = hit.Location;
+            _locationText = hit.Location.ToString();
+        }
+
+        Span<char> number = stackalloc char[32];
+        hit.Time.ToLocalTime().TryFormat(number, out var n, "HH:mm:ss.ffffff", ic);
+        _sb.Append(number[..n]).Append(' ').Append(hit.Comm).Append(' ').Append(hit.Pid).Append(' ').Append(hit.Tid).Append(' ').Append(_locationText);
         if (args)
         {
-            for (var i = 0; i < hit.Args.Length; i++) _sb.Append(' ').Append(ArgNames[i]).Append("=0x").Append(hit.Args[i].ToString("x", ic));
+            for (var i = 0; i < hit.Args.Length; i++)
+            {
+                hit.Args[i].TryFormat(number, out n, "x", ic);
+                _sb.Append(' ').Append(ArgNames[i]).Append("=0x").Append(number[..n]);
+            }
         }
 
         _sb.Append('\n');
         if (hit.Frames is { } frames)
         {
-            foreach (var f in frames) f.Format(_sb.Append("    ")).Append('\n');
+            foreach (var f in frames) _sb.Append("    ").Append(FrameLine(f)).Append('\n');
         }
 
-        if (_sb.Length >= 1 << 16) Flush();
+        if (_sb.Length >= FlushChars) Flush();
+    }
+
+    private string FrameLine(Frame f)
+    {
+        if (f.EndMarker is not null) return f.ToString();
+        if (_frameLines.TryGetValue((f.Index, f.Pc), out var line)) return line;
+        line = f.ToString();
+        if (_frameLines.Count >= MaxCachedFrames) _frameLines.Clear();
+        _frameLines[(f.Index, f.Pc)] = line;
+        return line;
     }
 
     public void Flush()
     {
         if (_sb.Length == 0) return;
-        FdWriter.Stdout.WriteLines(Encoding.UTF8.GetBytes(_sb.ToString()));
+        var need = Encoding.UTF8.GetMaxByteCount(_sb.Length);
+        if (_bytes.Length < need) _bytes = new byte[need];
+        var length = 0;
+        foreach (var chunk in _sb.GetChunks()) length += Encoding.UTF8.GetBytes(chunk.Span, _bytes.AsSpan(length));
         _sb.Clear();
+        FdWriter.Stdout.WriteLines(_bytes.AsSpan(0, length));
     }
 
     public void OnProblem(string message) => Say(message);

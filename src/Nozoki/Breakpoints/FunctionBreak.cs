@@ -371,7 +371,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
             {
                 _uprobes = UprobeHits.TryCreate(new UprobeHandler(this), _gate, out var problem);
                 if (problem is not null) _sink.OnProblem($"{problem}; using ptrace breakpoints");
-                _uprobes?.PlanFor(p.Threads.Count);
+                _uprobes?.PlanFor(p.Threads.Count, sampleBytes: _options.Backtrace ? _options.StackSize + 256 : 256);
             }
         }
 

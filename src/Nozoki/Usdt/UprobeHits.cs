@@ -46,7 +46,7 @@ internal interface IUprobeSampleHandler
     void OnReaderFailed(Exception error);
 
     /// <summary>
-    /// A ring buffer of PID is more than a quarter full while the reader is still busy with earlier hits: stop the process
+    /// A ring buffer of PID is more than half full while the reader is still busy with earlier hits: stop the process
     /// (hold = true) until the reader has caught up (hold = false), so that the kernel never has to drop a hit.
     /// Called with <see cref="UprobeHits.Gate"/> held; must not wait for the ptrace thread.
     /// </summary>
@@ -68,9 +68,17 @@ internal sealed unsafe class UprobeHits : IDisposable
     /// <summary>Bytes of stack recorded per hit for probes with stack-memory arguments.</summary>
     public const uint StackBytes = 2048;
 
-    /// <summary>All ring buffers together stay within this many pages (64 MiB) when the process has many threads.</summary>
-    private const int PageBudget = 16384;
-    private const int MaxPagesPerRing = 2048, MinPagesPerRing = 8;
+    /// <summary>
+    /// A ring holds at least this many samples when the budget allows (8 MiB for small samples, 32 MiB for
+    /// `break --backtrace`'s 16 KiB stack copies), so that a reader kept off the CPU for tens of milliseconds does not
+    /// make nozoki hold the process.
+    /// </summary>
+    private const int SamplesPerRing = 2048;
+
+    /// <summary>All ring buffers together stay within this many pages (64 MiB; 128 MiB for samples with a large stack
+    /// copy) when the process has many threads.</summary>
+    private const int PageBudget = 16384, LargeSamplePageBudget = 32768;
+    private const int MaxPagesPerRing = 8192, MinPagesPerRing = 8, SmallPagesPerRing = 2048;
 
     private readonly int _pmuType;
     private readonly IUprobeSampleHandler _handler;
@@ -78,7 +86,7 @@ internal sealed unsafe class UprobeHits : IDisposable
     private readonly Dictionary<ulong, Registered> _byId = [];
     private readonly Thread _reader;
     private volatile bool _stopping;
-    private int _pagesPerRing = MaxPagesPerRing;
+    private int _pagesPerRing = SmallPagesPerRing;
     private bool _countLost = true;
     private int _version;
     private byte[] _batch = new byte[1 << 16];
@@ -134,7 +142,16 @@ internal sealed unsafe class UprobeHits : IDisposable
     }
 
     /// <summary>Sizes the ring buffers of a process with <paramref name="threads"/> threads (call before opening).</summary>
-    public void PlanFor(int threads, int pages = 0)
+    /// <summary>
+    /// How full a ring gets before the reader is woken: a sixteenth. The monitor holds the process only at half full,
+    /// so a reader that keeps up drains every batch long before a hold (with both at a quarter, the monitor woke with
+    /// the reader on every batch and held the process before the reader had read anything).
+    /// </summary>
+    private uint WakeupBytes => (uint)((ulong)_pagesPerRing * (ulong)Environment.SystemPageSize / 16);
+
+    /// <param name="sampleBytes">the size of one sample (its stack copy above all), to make room for
+    /// <see cref="SamplesPerRing"/> of them.</param>
+    public void PlanFor(int threads, int pages = 0, int sampleBytes = 0)
     {
         if (pages > 0)
         {
@@ -142,8 +159,10 @@ internal sealed unsafe class UprobeHits : IDisposable
             return;
         }
 
-        pages = MaxPagesPerRing;
-        while (pages > MinPagesPerRing && pages * Math.Max(1, threads) > PageBudget) pages /= 2;
+        var wanted = (long)sampleBytes * SamplesPerRing / Environment.SystemPageSize;
+        pages = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((ulong)Math.Clamp(wanted, SmallPagesPerRing, MaxPagesPerRing));
+        var budget = sampleBytes > 4096 ? LargeSamplePageBudget : PageBudget;
+        while (pages > MinPagesPerRing && pages * Math.Max(1, threads) > budget) pages /= 2;
         _pagesPerRing = pages;
     }
 
@@ -175,16 +194,14 @@ internal sealed unsafe class UprobeHits : IDisposable
         var error = Errno.ENOENT;
         foreach (var path in KernelPaths(obj))
         {
-            var opened = Perf.OpenUprobe(_pmuType, path, offset, refCtrOffset, tid, mask, stackBytes,
-                (uint)((ulong)_pagesPerRing * (ulong)Environment.SystemPageSize / 4), _countLost, out fd);
+            var opened = Perf.OpenUprobe(_pmuType, path, offset, refCtrOffset, tid, mask, stackBytes, WakeupBytes, _countLost, out fd);
             if (opened.IsOk) break;
             error = opened.Errno;
             if (error == Errno.EINVAL && _countLost)
             {
                 // Before Linux 6.0 there is no per-event lost count; LOST records still report losses.
                 _countLost = false;
-                opened = Perf.OpenUprobe(_pmuType, path, offset, refCtrOffset, tid, mask, stackBytes,
-                    (uint)((ulong)_pagesPerRing * (ulong)Environment.SystemPageSize / 4), _countLost, out fd);
+                opened = Perf.OpenUprobe(_pmuType, path, offset, refCtrOffset, tid, mask, stackBytes, WakeupBytes, _countLost, out fd);
                 if (opened.IsOk) break;
                 error = opened.Errno;
             }
@@ -365,7 +382,7 @@ internal sealed unsafe class UprobeHits : IDisposable
 
     /// <summary>
     /// The monitor thread: every 2 ms (sooner when a ring passes its watermark), holds the process of any ring that
-    /// is more than a quarter full (see <see cref="IUprobeSampleHandler.OnPressure"/>). Separate from the reader, which
+    /// is more than half full (see <see cref="IUprobeSampleHandler.OnPressure"/>). Separate from the reader, which
     /// may be blocked writing its output: that is exactly when the rings fill.
     /// </summary>
     private void MonitorLoop()
@@ -383,7 +400,7 @@ internal sealed unsafe class UprobeHits : IDisposable
             {
                 foreach (var ring in _rings.Values)
                 {
-                    if (_holding.Contains(ring.Pid) || Volatile.Read(ref *ring.Head) - Volatile.Read(ref *ring.Tail) <= ring.DataSize / 4) continue;
+                    if (_holding.Contains(ring.Pid) || Volatile.Read(ref *ring.Head) - Volatile.Read(ref *ring.Tail) <= ring.DataSize / 2) continue;
                     _holding.Add(ring.Pid);
                     _handler.OnPressure(ring.Pid, true);
                 }
