@@ -79,7 +79,6 @@ public sealed class Unwinder : IDisposable
             {
                 _dwfl.Report();
                 _described.Clear();
-            _described.Clear();
                 frames = UnwindOnce(tid, memory, out _);
             }
 
