@@ -71,6 +71,11 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     internal static partial int open(string path, int flags);
 
+    [LibraryImport(Lib, EntryPoint = "fcntl", SetLastError = true)]
+    internal static partial int fcntl(int fd, int cmd, int arg);
+
+    internal const int F_GETFL = 3, F_SETFL = 4, O_ACCMODE = 3;
+
     [LibraryImport(Lib, EntryPoint = "fstat", SetLastError = true)]
     internal static partial int fstat(int fd, StatBuf* buf);
 
