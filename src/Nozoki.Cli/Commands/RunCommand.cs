@@ -128,6 +128,10 @@ internal static partial class RunCommand
         private readonly byte[] _start = Encoding.ASCII.GetBytes($"\e[{sgr}m");
         private readonly byte[] _reset = "\e[0m"u8.ToArray();
 
+        public ReadOnlySpan<byte> StartSequence => _start;
+
+        public ReadOnlySpan<byte> ResetSequence => _reset;
+
         public void Begin(int pid, int tid, int fd) => FdWriter.TryWriteAll(fd, _start);
 
         public void End(int pid, int tid, int fd) => FdWriter.TryWriteAll(fd, _reset);

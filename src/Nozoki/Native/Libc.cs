@@ -25,6 +25,9 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "process_vm_readv", SetLastError = true)]
     internal static partial nint process_vm_readv(int pid, Iovec* localIov, ulong liovcnt, Iovec* remoteIov, ulong riovcnt, ulong flags);
 
+    [LibraryImport(Lib, EntryPoint = "process_vm_writev", SetLastError = true)]
+    internal static partial nint process_vm_writev(int pid, Iovec* localIov, ulong liovcnt, Iovec* remoteIov, ulong riovcnt, ulong flags);
+
     [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
     private static partial long syscall_pidfd(long number, int pid, uint flagsOrSignal, nint info, uint flags);
 

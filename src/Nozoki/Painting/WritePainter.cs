@@ -5,22 +5,35 @@ using Nozoki.Tracing;
 namespace Nozoki.Painting;
 
 /// <summary>
-/// Told when a painted write starts (before the kernel runs it) and ends (after it returned). FD is the painted
-/// descriptor the write descends from (2, or a number given to <see cref="WritePainter"/>), whatever number the
-/// command wrote through (a shell's `echo x &gt;&amp;2` writes through fd 1): the painting process has that same file
-/// as FD, so that is where the sequences belong.
+/// How painted writes are painted. A painted write carries <see cref="StartSequence"/> and <see cref="ResetSequence"/>
+/// itself when it can (see <see cref="WritePainter"/>): nothing can then come between them and its bytes. Any other
+/// painted write is bracketed from outside: <see cref="Begin"/> before the kernel runs it, <see cref="End"/> after it
+/// returned (and after a carried one that stopped short of its reset sequence). FD is the painted descriptor the
+/// write descends from (2, or a number given to <see cref="WritePainter"/>), whatever number the command wrote through
+/// (a shell's `echo x &gt;&amp;2` writes through fd 1): the painting process has that same file as FD, so that is
+/// where the sequences belong.
 /// </summary>
 public interface IPaintSink
 {
+    /// <summary>The bytes that start a painted write (an SGR sequence). Empty (the default): writes are only bracketed.</summary>
+    ReadOnlySpan<byte> StartSequence => default;
+
+    /// <summary>The bytes that end a painted write.</summary>
+    ReadOnlySpan<byte> ResetSequence => default;
+
     void Begin(int pid, int tid, int fd);
 
     void End(int pid, int tid, int fd);
 }
 
 /// <summary>
-/// Brackets every write to a copy of a painted descriptor: Begin at the syscall's entry, End at its exit, while the
-/// writing thread is stopped. The bytes themselves go straight from the command to the terminal, so the order of
-/// stdout and stderr is kept by construction; only the brackets come from nozoki.
+/// Paints every write to a copy of a painted descriptor, while the writing thread is stopped at its entry. A write(2),
+/// writev(2) or pwritev2(2) at the current offset carries the sequences itself (<see cref="SequencesInWrite"/>: one
+/// syscall writes start, bytes and reset, so another writer's unpainted line can never land inside); other write
+/// paths (sendfile, splice, copy_file_range, tee, vmsplice, pwrite64, pwritev, send*) are bracketed by the sink's Begin
+/// at their entry and End at their exit. Either way the bytes go straight from the command to the terminal, so the
+/// order of stdout and stderr is the order the kernel took them in. One painted write at a time: another thread's is
+/// held at its entry until the one in progress has returned.
 /// <para>
 /// Painted is the lineage of a descriptor, not its number: fd 2 as the command started (or each number given), and
 /// every descriptor made from a painted one by dup, dup2, dup3, fcntl(F_DUPFD, F_DUPFD_CLOEXEC), inherited by fork and
@@ -59,9 +72,10 @@ public sealed class WritePainter : ITraceObserver, IDisposable
     private readonly bool[] _terminal;
     private readonly List<int> _opened = [];
     private readonly Dictionary<int, DescriptorTable> _tables = [];
-    private readonly Queue<(int Pid, int Tid, int Fd)> _waiting = new();
+    private readonly Queue<HeldWrite> _waiting = new();
+    private readonly SequencesInWrite _inWrite;
     private ITraceControl? _control;
-    private (int Pid, int Tid, int Fd)? _active;
+    private PaintedWrite? _active;
     private int[]? _standard;
     private int _commandPid;
 
@@ -75,7 +89,14 @@ public sealed class WritePainter : ITraceObserver, IDisposable
         _origins = [.. fds.Distinct()];
         _references = [.. _origins];
         _terminal = [.. _origins.Select(Fd.IsTerminal)];
+        _inWrite = new SequencesInWrite(sink.StartSequence.ToArray(), sink.ResetSequence.ToArray());
     }
+
+    /// <summary>A painted write held at its entry while another one is in progress.</summary>
+    private readonly record struct HeldWrite(int Pid, int Tid, int Fd, long Number, SyscallArgs Args);
+
+    /// <summary>The painted write in progress: carrying its sequences, or bracketed by the sink.</summary>
+    private readonly record struct PaintedWrite(int Pid, int Tid, int Fd, bool Carries, CarriedWrite Write);
 
     /// <summary>
     /// Also paint what the command's own process (the one started, not its children) writes to a terminal while the
@@ -178,18 +199,34 @@ public sealed class WritePainter : ITraceObserver, IDisposable
         if (_active is not null && _control is not null)
         {
             _control.Park(stop.Tid);
-            _waiting.Enqueue((stop.Pid, stop.Tid, origin));
+            _waiting.Enqueue(new HeldWrite(stop.Pid, stop.Tid, origin, stop.Number, stop.Args));
             return;
         }
 
-        _active = (stop.Pid, stop.Tid, origin);
-        _sink.Begin(stop.Pid, stop.Tid, origin);
+        Start(stop.Pid, stop.Tid, origin, stop.Number, stop.Args);
+    }
+
+    /// <summary>Starts painting a write whose thread is in its entry stop; false when there is nothing to paint (no bytes).</summary>
+    private bool Start(int pid, int tid, int fd, long number, in SyscallArgs args)
+    {
+        switch (_inWrite.Begin(tid, number, args, out var carried))
+        {
+            case InWrite.Carried:
+                _active = new PaintedWrite(pid, tid, fd, true, carried);
+                return true;
+            case InWrite.Empty:
+                return false;
+            default:
+                _sink.Begin(pid, tid, fd);
+                _active = new PaintedWrite(pid, tid, fd, false, default);
+                return true;
+        }
     }
 
     /// <summary>The end of a painted write; and, on a copy's return, the new number's label (the result says which number it is).</summary>
     public void OnSyscallExit(in SyscallExitStop stop)
     {
-        if (_active is { } a && a.Tid == stop.Tid) Finish(a);
+        if (_active is { } a && a.Tid == stop.Tid) Finish(a, stop.ReturnValue);
         var args = stop.Args;
         switch (stop.Number)
         {
@@ -260,7 +297,7 @@ public sealed class WritePainter : ITraceObserver, IDisposable
 
     public void OnThreadExited(int pid, int tid)
     {
-        if (_active is { } a && a.Tid == tid) Finish(a);
+        if (_active is { } a && a.Tid == tid) Finish(a, null);
         Leave(tid);
     }
 
@@ -327,21 +364,27 @@ public sealed class WritePainter : ITraceObserver, IDisposable
     /// <summary>An fd argument (an unsigned int to the kernel) as a number; beyond int.MaxValue: -1 (no painted number).</summary>
     private static int FdArgument(ulong arg) => (uint)arg > int.MaxValue ? -1 : (int)(uint)arg;
 
-    private void Finish((int Pid, int Tid, int Fd) done)
+    /// <summary>
+    /// The painted write in progress has returned (RESULT: what the kernel returned), or its thread is gone (null):
+    /// its end, then the next held one's start.
+    /// </summary>
+    private void Finish(PaintedWrite done, long? result)
     {
-        _sink.End(done.Pid, done.Tid, done.Fd);
+        // A carried write that stopped short of its reset, or whose thread died in it, gets the reset from outside.
+        if (!done.Carries || result is not { } r || _inWrite.End(done.Tid, done.Write, r)) _sink.End(done.Pid, done.Tid, done.Fd);
         _active = null;
         while (_waiting.TryDequeue(out var next))
         {
-            // Begin before the release: the thread writes as soon as it runs.
-            _sink.Begin(next.Pid, next.Tid, next.Fd);
-            if (_control!.Release(next.Tid))
+            // Started before the release: the thread writes as soon as it runs.
+            if (!Start(next.Pid, next.Tid, next.Fd, next.Number, next.Args))
             {
-                _active = next;
-                return;
+                _control!.Release(next.Tid);
+                continue;
             }
 
-            _sink.End(next.Pid, next.Tid, next.Fd); // gone meanwhile
+            if (_control!.Release(next.Tid)) return;
+            if (_active is { Carries: false } gone) _sink.End(gone.Pid, gone.Tid, gone.Fd); // gone meanwhile
+            _active = null;
         }
     }
 }
