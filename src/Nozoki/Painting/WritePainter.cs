@@ -186,7 +186,8 @@ public sealed class WritePainter : ITraceObserver, IDisposable
         var origin = table.OriginOf(fd);
         if (origin < 0) return;
         var index = Array.IndexOf(_origins, origin);
-        if (!Kcmp.IsSameFile(_self, _references[index], stop.Pid, fd))
+        // By thread: a thread may have a table of its own (unshare), and kcmp looks the fd up in the task it is given.
+        if (!Kcmp.IsSameFile(_self, _references[index], stop.Tid, fd))
         {
             // Closed or replaced where nozoki does not stop (fd 2 itself is closed without a stop): a stale label.
             if (table.Set(fd, -1)) UpdateMode(table);
