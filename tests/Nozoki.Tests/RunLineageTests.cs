@@ -71,7 +71,7 @@ public sealed class RunLineageTests
         new("a copy of a copy", "exec 3>&2 4>&3 3>&-; echo four >&4; exec 4>&-", ["e four"]),
         new("a stale number: exec 3>&2; exec 3>&-; exec 3>FILE",
             "exec 3>&2; exec 3>&-; exec 3>\"$1/log\"; echo logged >&3; exec 3>&-; cat \"$1/log\"", ["o logged"]),
-        new("fd 2 closed, then opened on a file (seen by kcmp only)",
+        new("fd 2 closed, then opened on a file",
             "exec 2>&-; exec 2>\"$1/log\"; echo logged >&2; exec 2>&-; cat \"$1/log\"", ["o logged"]),
         new("2>/dev/null", "{ echo hidden >&2; } 2>/dev/null; \"$2\" 2 hidden-too 2>/dev/null; echo out", ["o out"]),
         new("2>&1 for a block", "{ echo e2o >&2; \"$2\" 2 child-e2o; } 2>&1; echo out", ["o e2o", "o child-e2o", "o out"]),
@@ -128,6 +128,15 @@ public sealed class RunLineageTests
         // over exec; a close-on-exec one is not, and the number that comes back (pidfd_getfd of stdout: no dup-family
         // call) is stdout, which on one file kcmp cannot tell from stderr.
         AssertPainted([Fixtures.Get("lineage"), mode], expected, $"lineage {mode}");
+
+    [Fact]
+    public void A_label_whose_close_nozoki_did_not_stop_for_never_paints_the_file_that_takes_its_number()
+    {
+        // close(2) with no other copy of stderr left: the filter does not stop for close, so the label of 2 stays; the
+        // next open takes number 2, and a write to it is stopped (2 is trapped) and found, by kcmp, not to be stderr.
+        using var dir = new TempDir();
+        AssertPainted([Fixtures.Get("lineage"), "reopen-2", dir.File("log")], ["o reopened out"], "lineage reopen-2");
+    }
 
     // ---- every write path -----------------------------------------------------------------------------------------
 
