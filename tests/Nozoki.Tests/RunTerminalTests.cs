@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.RegularExpressions;
 using Nozoki.Tests.Helpers;
 
 namespace Nozoki.Tests;
@@ -8,7 +9,7 @@ namespace Nozoki.Tests;
 /// Ctrl-C / Ctrl-\ typed at the terminal reach the command without killing nozoki.
 /// </summary>
 [Collection(PtraceCollection.Name)]
-public sealed class RunTerminalTests
+public sealed partial class RunTerminalTests
 {
     private static readonly TimeSpan StepTimeout = TimeSpan.FromSeconds(20);
     private const string Prompt = "nozoki-prompt$";
@@ -85,4 +86,58 @@ public sealed class RunTerminalTests
         Assert.True(code == expected, $"expected nozoki to exit {expected} (the command's trap), got {code}.\n--- pane ---\n{tmux.Capture()}\n--- end ---");
         Poll.Until(() => !tmux.SessionExists, StepTimeout, "the tmux session to end", intervalMs: 50);
     }
+
+    // ---- no reordering, on one terminal ----------------------------------------------------------------------------
+
+    [Fact]
+    public void Four_threads_and_two_processes_on_one_terminal_every_line_once_in_order_painted_exactly_when_meant_as_stderr()
+    {
+        const int lines = 150; // per writer and phase: 900 lines in turn, then 900 at once
+        using var dir = new TempDir();
+        var (raw, go, exitFile) = (dir.File("raw"), dir.File("go"), dir.File("exit"));
+        // The pane waits for the go file, so that everything the command writes is caught by pipe-pane.
+        var command = $"while [ ! -e {Tmux.Quote(go)} ]; do sleep 0.05; done; {Nozoki} run -- {Tmux.Quote(Fixtures.Get("interleave"))} {lines}; " +
+                      $"echo EXIT=$? > {Tmux.Quote(exitFile)}; exec sleep 600";
+        using var tmux = Tmux.Start(command, 100, 30);
+        tmux.PipeTo(raw);
+        File.WriteAllText(go, "");
+        Assert.Equal(0, WaitForExitFile(tmux, exitFile));
+        Poll.Until(() => File.Exists(raw) && File.ReadAllText(raw).Contains("interleave done\r\n", StringComparison.Ordinal), StepTimeout,
+            () => $"the last line in the pane's output ({raw})", intervalMs: 50);
+
+        // Every write is one record: START line\r\n RESET (painted) or line\r\n; a line of another writer inside a
+        // painted record, or a painted record cut in two, breaks the sequence.
+        var text = File.ReadAllText(raw);
+        var records = new List<(string Line, bool Painted)>();
+        var at = 0;
+        foreach (Match m in RecordPattern().Matches(text))
+        {
+            Assert.True(m.Index == at, $"the pane's output is not a sequence of whole lines, painted or not, at offset {at}: " +
+                                       $"{Escape(text.Substring(at, Math.Min(200, text.Length - at)))}");
+            records.Add(m.Groups[1].Success ? (m.Groups[1].Value, true) : (m.Groups[2].Value, false));
+            at = m.Index + m.Length;
+        }
+
+        Assert.True(at == text.Length, $"unparsed output at offset {at}: {Escape(text[at..])}");
+        var wrong = records.Where(r => r.Painted != r.Line.EndsWith(" err", StringComparison.Ordinal)).Take(5).ToList();
+        Assert.True(wrong.Count == 0, $"lines painted though meant as stdout, or not though meant as stderr: {string.Join(", ", wrong)}");
+
+        // Phase 1: each line written only after the one before it had been: the kernel took them in their order.
+        var inTurn = records.Take(6 * lines).Select(r => r.Line[..6]).ToList();
+        Assert.Equal(Enumerable.Range(0, 6 * lines).Select(k => $"k{k:00000}"), inTurn);
+        // Phase 2: every line once, each writer's in its order.
+        var atOnce = records.Skip(6 * lines).SkipLast(1).Select(r => r.Line[..r.Line.IndexOf(' ', StringComparison.Ordinal)]).ToList();
+        for (var w = 0; w < 6; w++)
+        {
+            Assert.Equal(Enumerable.Range(0, lines).Select(n => $"p{w}.{n:0000}"), atOnce.Where(l => l.StartsWith($"p{w}.", StringComparison.Ordinal)));
+        }
+
+        Assert.Equal(6 * lines, atOnce.Count);
+        Assert.Equal(("interleave done", false), records[^1]);
+    }
+
+    private static string Escape(string s) => s.Replace("\u001b", "\\e", StringComparison.Ordinal).Replace("\r", "\\r", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal);
+
+    [GeneratedRegex("\u001b\\[1;31m([^\u001b\r\n]*)\r\n\u001b\\[0m|([^\u001b\r\n]+)\r\n")]
+    private static partial Regex RecordPattern();
 }
