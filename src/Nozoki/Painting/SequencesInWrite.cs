@@ -20,8 +20,12 @@ internal enum InWrite : byte
     NotPossible,
 }
 
-/// <summary>The registers a carried write had before <see cref="SequencesInWrite.Begin"/> changed them, and the sizes that turn its result back into the program's.</summary>
-internal readonly record struct CarriedWrite(long Number, ulong Rsi, ulong Rdx, long Length);
+/// <summary>
+/// The registers a carried write had at its entry, before <see cref="SequencesInWrite.Begin"/> changed them, and the
+/// length of the program's own bytes: what turns its exit back into the program's. A write changes no register but
+/// rax (rcx and r11 were set by the syscall instruction before the entry), so they are also its registers at the exit.
+/// </summary>
+internal readonly record struct CarriedWrite(long Number, UserRegs Registers, long Length);
 
 /// <summary>
 /// Puts the start and reset sequences into the painted write itself, so that nothing can come between them and its
@@ -98,7 +102,7 @@ internal sealed class SequencesInWrite(byte[] start, byte[] reset)
         reset.CopyTo(_scratch.AsSpan(iovBytes + start.Length));
         if (!ProcessMemory.WriteWritable(tid, at, _scratch.AsSpan(0, size)).IsOk) return InWrite.NotPossible;
 
-        carried = new CarriedWrite(number, regs.Rsi, regs.Rdx, length);
+        carried = new CarriedWrite(number, regs, length);
         regs.OrigRax = (ulong)(number == SyscallNumbers.Write ? SyscallNumbers.Writev : number);
         regs.Rsi = at;
         regs.Rdx = (ulong)(buffers + 2);
@@ -112,10 +116,8 @@ internal sealed class SequencesInWrite(byte[] start, byte[] reset)
     /// </summary>
     public bool End(int tid, in CarriedWrite carried, long result)
     {
-        if (!PtraceCalls.GetRegs(tid, out var regs).IsOk) return true;
-        regs.OrigRax = (ulong)carried.Number;
-        regs.Rsi = carried.Rsi;
-        regs.Rdx = carried.Rdx;
+        var regs = carried.Registers;
+        regs.Rax = unchecked((ulong)result);
         var resetMissing = false;
         if (result >= 0)
         {
