@@ -78,13 +78,16 @@ internal static partial class RunCommand
             return child.WaitForExit().ShellStatus;
         }
 
-        var painter = new WritePainter(new TerminalPainter(sgr), fds);
+        using var painter = new WritePainter(new TerminalPainter(sgr), fds);
         var filter = SeccompFilter.IsAvailable() ? painter.Filter() : null;
         if (filter is null) Console.Error.WriteLine("nozoki: seccomp is not available: every syscall of the command will stop (slower)");
         TraceSession session;
         try
         {
-            session = TraceSession.Launch(argv, painter, Host.Options with { Filter = filter, FollowForks = true });
+            session = TraceSession.Launch(argv, painter, Host.Options with
+            {
+                Filter = filter, FollowForks = true, StandardDescriptors = painter.StandardDescriptors(),
+            });
         }
         catch (Exception e) when (e is NozokiException or IOException)
         {
@@ -119,11 +122,15 @@ internal static partial class RunCommand
         }
     }
 
-    /// <summary>Writes the start and reset sequences to nozoki's own fd, the one the command inherited.</summary>
+    /// <summary>Writes the start and reset sequences to nozoki's own fd: the painted one the write descends from (its file is where the write goes).</summary>
     private sealed class TerminalPainter(string sgr) : IPaintSink
     {
         private readonly byte[] _start = Encoding.ASCII.GetBytes($"\e[{sgr}m");
         private readonly byte[] _reset = "\e[0m"u8.ToArray();
+
+        public ReadOnlySpan<byte> StartSequence => _start;
+
+        public ReadOnlySpan<byte> ResetSequence => _reset;
 
         public void Begin(int pid, int tid, int fd) => FdWriter.TryWriteAll(fd, _start);
 

@@ -8,6 +8,19 @@ internal static partial class X86_64
     {
         internal const long Write = 1;
         internal const long Writev = 20;
+        internal const long Pwritev2 = 328;
+
+        /// <summary>The `syscall` instruction's length: a thread re-executes its syscall with rip moved back by this much (as the kernel restarts one).</summary>
+        internal const ulong InstructionLength = 2;
+
+        /// <summary>
+        /// The 128 bytes below the stack pointer that a leaf function may use without moving it (System V ABI): memory
+        /// a thread may still need when it returns from a syscall, unlike what lies below it.
+        /// </summary>
+        internal const ulong RedZone = 128;
+
+        /// <summary>The return values by which a syscall asks to be restarted (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK): never seen by the program.</summary>
+        internal static bool IsRestart(long returnValue) => returnValue is -512 or -513 or -514 or -516;
         internal const long Execve = 59;
         internal const long Execveat = 322;
 

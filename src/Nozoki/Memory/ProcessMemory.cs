@@ -31,6 +31,23 @@ internal static unsafe class ProcessMemory
     }
 
     /// <summary>
+    /// Writes data to remote [address, address+data.Length) with process_vm_writev, which (unlike /proc/PID/mem and
+    /// PTRACE_POKEDATA) respects the mapping's protection: a guard page or read-only memory fails with EFAULT instead of
+    /// being written. For scratch space in a stopped thread's own writable memory (below its stack pointer).
+    /// </summary>
+    internal static SysResult WriteWritable(int tid, ulong address, ReadOnlySpan<byte> data)
+    {
+        fixed (byte* p = data)
+        {
+            var local = new Iovec { Base = (ulong)p, Length = (ulong)data.Length };
+            var remote = new Iovec { Base = address, Length = (ulong)data.Length };
+            var n = Libc.process_vm_writev(tid, &local, 1, &remote, 1, 0);
+            if (n == data.Length) return SysResult.Ok;
+            return n < 0 ? SysResult.LastPInvokeError() : new SysResult(Errno.EFAULT);
+        }
+    }
+
+    /// <summary>
     /// Reads the remote ranges (already cut so that they add up to dest.Length) one after another into dest.
     /// The kernel stops at the first range it cannot read fully, so BytesRead is an exact prefix.
     /// </summary>

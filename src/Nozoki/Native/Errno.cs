@@ -8,6 +8,7 @@ internal static class Errno
     internal const int ESRCH = 3;
     internal const int EINTR = 4;
     internal const int EIO = 5;
+    internal const int ENXIO = 6;
     internal const int ENOEXEC = 8;
     internal const int EBADF = 9;
     internal const int EAGAIN = 11;

@@ -57,6 +57,35 @@ internal static unsafe class Fd
     internal static int OpenNonBlocking(int fd) =>
         Libc.open($"/proc/self/fd/{fd}", Libc.O_WRONLY | Libc.O_NONBLOCK | Libc.O_NOCTTY | Libc.O_CLOEXEC);
 
+    /// <summary>
+    /// A new open file description of the terminal or pipe fd is open on (opened via /proc/self/fd, which for these
+    /// opens the same terminal or pipe), with fd's access mode and status flags (O_APPEND, O_NONBLOCK), close-on-exec
+    /// here. Two descriptions of one terminal write to the same place, but kcmp(KCMP_FILE) tells them apart, and so
+    /// does everything that belongs to a description (its status flags). A FIFO whose reader has gone gives ENXIO
+    /// (opened without waiting for one); a file of another kind gives ENXIO too: a regular file's description has an
+    /// offset of its own (two of them would overwrite each other's bytes), and a socket cannot be opened at all.
+    /// </summary>
+    internal static SysResult OpenAnew(int fd, out int newFd)
+    {
+        newFd = -1;
+        var flags = Libc.fcntl(fd, Libc.F_GETFL, 0);
+        if (flags < 0) return SysResult.LastPInvokeError();
+        var type = FileType(fd);
+        if (!(type == Libc.S_IFIFO || (type == Libc.S_IFCHR && IsTerminal(fd)))) return new SysResult(Errno.ENXIO);
+        var opened = Libc.open($"/proc/self/fd/{fd}", (flags & Libc.O_ACCMODE) | Libc.O_NOCTTY | Libc.O_CLOEXEC | Libc.O_NONBLOCK);
+        if (opened < 0) return SysResult.LastPInvokeError();
+        // F_SETFL sets the status flags only (the access mode and creation flags are ignored): O_NONBLOCK back as it was.
+        if (Libc.fcntl(opened, Libc.F_SETFL, flags) < 0)
+        {
+            var error = SysResult.LastPInvokeError();
+            Libc.close(opened);
+            return error;
+        }
+
+        newFd = opened;
+        return SysResult.Ok;
+    }
+
     /// <summary>An eventfd that tells blocked writers to give up (see <see cref="WriteAllUnlessAbandoned"/>).</summary>
     internal static int CreateAbandonSignal() => Libc.eventfd(0, Libc.EFD_CLOEXEC | Libc.EFD_NONBLOCK);
 

@@ -25,6 +25,9 @@ internal static unsafe partial class Libc
     [LibraryImport(Lib, EntryPoint = "process_vm_readv", SetLastError = true)]
     internal static partial nint process_vm_readv(int pid, Iovec* localIov, ulong liovcnt, Iovec* remoteIov, ulong riovcnt, ulong flags);
 
+    [LibraryImport(Lib, EntryPoint = "process_vm_writev", SetLastError = true)]
+    internal static partial nint process_vm_writev(int pid, Iovec* localIov, ulong liovcnt, Iovec* remoteIov, ulong riovcnt, ulong flags);
+
     [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
     private static partial long syscall_pidfd(long number, int pid, uint flagsOrSignal, nint info, uint flags);
 
@@ -70,6 +73,11 @@ internal static unsafe partial class Libc
 
     [LibraryImport(Lib, EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     internal static partial int open(string path, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "fcntl", SetLastError = true)]
+    internal static partial int fcntl(int fd, int cmd, int arg);
+
+    internal const int F_GETFL = 3, F_SETFL = 4, O_ACCMODE = 3;
 
     [LibraryImport(Lib, EntryPoint = "fstat", SetLastError = true)]
     internal static partial int fstat(int fd, StatBuf* buf);

@@ -80,6 +80,18 @@ public interface ITraceControl
     void Hold(int pid, bool hold);
 
     /// <summary>
+    /// Whether thread TID stops at every syscall's entry and exit (PTRACE_SYSCALL) even where the session lets it run
+    /// free (PTRACE_CONT: a launch with a seccomp filter stops only at what the filter traps, and the filter cannot
+    /// change once the command runs). For an observer that must, for a while, see syscalls the filter does not select.
+    /// The setting is per thread and kept until changed (a new thread starts without it). Turned on for a thread that
+    /// runs, the thread is interrupted (PTRACE_INTERRUPT) so that it applies from its next syscall on; a thread in a
+    /// stop, or on its way to one, takes it when it is resumed. A trapped syscall of a thread with the setting is
+    /// reported once, at its entry (its seccomp stop follows the entry stop and is not reported again). On the ptrace
+    /// thread only (from an observer call). No effect in a session that stops at every syscall anyway.
+    /// </summary>
+    void StopAtEverySyscall(int tid, bool on) { }
+
+    /// <summary>
     /// For the thread of the current stop only: stops every other thread of its process now (their stops are handled
     /// later, in order), so that the observer may change code they could run; then, when the observer returns, resumes
     /// the thread with PTRACE_SINGLESTEP. Its step trap is reported as <see cref="ITraceObserver.OnSingleStep"/>, not

@@ -5,11 +5,12 @@ using Nozoki.Native;
 namespace Nozoki.Tracing;
 
 /// <summary>
-/// One syscall that must stop the tracee; optionally only when its first argument is one of some values (fds).
-/// With <see cref="Through"/>, every number from Syscall to Through (inclusive; <see cref="long.MaxValue"/>: no end),
-/// e.g. the numbers newer than nozoki's table.
+/// One syscall that must stop the tracee; optionally only when an argument (the first unless <see cref="Argument"/>
+/// says which, from 0) is one of some values (fds, an fcntl command); the kernel's 32-bit view of it, its low word,
+/// decides. With <see cref="Through"/>, every number from Syscall to Through (inclusive; <see cref="long.MaxValue"/>:
+/// no end), e.g. the numbers newer than nozoki's table.
 /// </summary>
-public sealed record SeccompRule(long Syscall, IReadOnlyList<int>? FirstArgumentIn = null, long? Through = null);
+public sealed record SeccompRule(long Syscall, IReadOnlyList<int>? ArgumentIn = null, long? Through = null, int Argument = 0);
 
 /// <summary>
 /// A seccomp-bpf program that returns SECCOMP_RET_TRACE for the chosen syscalls (so that only they stop the tracee,
@@ -40,7 +41,7 @@ public sealed class SeccompFilter
         {
             if (rule.Through is { } last)
             {
-                if (rule.FirstArgumentIn is not null) throw new ArgumentException("a range rule cannot test arguments");
+                if (rule.ArgumentIn is not null) throw new ArgumentException("a range rule cannot test arguments");
                 // jge first ? next : skip; [jgt last ? skip the return : next]; ret trace. A still holds nr after.
                 var open = last >= uint.MaxValue;
                 p.Add(new(Seccomp.BPF_JGE_K, 0, (byte)(open ? 1 : 2), (uint)rule.Syscall));
@@ -49,7 +50,7 @@ public sealed class SeccompFilter
                 continue;
             }
 
-            if (rule.FirstArgumentIn is not { } values)
+            if (rule.ArgumentIn is not { } values)
             {
                 // jeq nr ? next : skip the return; A still holds nr on the skip path.
                 p.Add(new(Seccomp.BPF_JEQ_K, 0, 1, (uint)rule.Syscall));
@@ -58,10 +59,11 @@ public sealed class SeccompFilter
             }
 
             if (values.Count > 120) throw new ArgumentException("too many argument values for one seccomp rule");
+            if (rule.Argument is < 0 or > 5) throw new ArgumentException("a syscall has 6 arguments (0 to 5)");
             // jeq nr ? block : skip block (ld, 2 per value, ret allow)
             p.Add(new(Seccomp.BPF_JEQ_K, 0, (byte)(2 + 2 * values.Count), (uint)rule.Syscall));
-            // The kernel truncates fd arguments to 32 bits, so the low word decides.
-            p.Add(new(Seccomp.BPF_LD_W_ABS, 0, 0, Seccomp.OffsetArgLow(0)));
+            // The kernel truncates fd arguments (and fcntl's command) to 32 bits, so the low word decides.
+            p.Add(new(Seccomp.BPF_LD_W_ABS, 0, 0, Seccomp.OffsetArgLow(rule.Argument)));
             foreach (var v in values)
             {
                 p.Add(new(Seccomp.BPF_JEQ_K, 0, 1, unchecked((uint)v)));
@@ -75,7 +77,7 @@ public sealed class SeccompFilter
         return [.. p];
     }
 
-    /// <summary>Text form passed to the launch stage: "1:2,5;20:2;59;335-423".</summary>
+    /// <summary>Text form passed to the launch stage: "1:2,5;20:2;59;335-423;72@1:0,1030" (@N: argument N, not the first).</summary>
     internal string Serialize()
     {
         var sb = new StringBuilder();
@@ -84,7 +86,8 @@ public sealed class SeccompFilter
             if (sb.Length > 0) sb.Append(';');
             sb.Append(r.Syscall.ToString(CultureInfo.InvariantCulture));
             if (r.Through is { } last) sb.Append('-').Append(last.ToString(CultureInfo.InvariantCulture));
-            if (r.FirstArgumentIn is { } v) sb.Append(':').Append(string.Join(',', v.Select(x => x.ToString(CultureInfo.InvariantCulture))));
+            if (r.ArgumentIn is not null && r.Argument != 0) sb.Append('@').Append(r.Argument.ToString(CultureInfo.InvariantCulture));
+            if (r.ArgumentIn is { } v) sb.Append(':').Append(string.Join(',', v.Select(x => x.ToString(CultureInfo.InvariantCulture))));
         }
 
         return sb.ToString();
@@ -110,7 +113,10 @@ public sealed class SeccompFilter
             }
 
             var values = part[(colon + 1)..].Split(',').Select(x => int.Parse(x, CultureInfo.InvariantCulture)).ToArray();
-            rules.Add(new SeccompRule(long.Parse(part[..colon], CultureInfo.InvariantCulture), values));
+            var head = part[..colon];
+            var at = head.IndexOf('@');
+            var argument = at < 0 ? 0 : int.Parse(head[(at + 1)..], CultureInfo.InvariantCulture);
+            rules.Add(new SeccompRule(long.Parse(at < 0 ? head : head[..at], CultureInfo.InvariantCulture), values, Argument: argument));
         }
 
         return new SeccompFilter(rules);

@@ -59,7 +59,8 @@ internal sealed partial class StopLoop
     /// <summary>Starts the launch stage and seizes it; returns its PID, which the command keeps after execve.</summary>
     public int LaunchStage(IReadOnlyList<string> stageArgv)
     {
-        var child = PosixSpawn.Spawn(stageArgv[0], stageArgv, env: null, 0, 1, 2, null);
+        var stdio = options.StandardDescriptors ?? [0, 1, 2];
+        var child = PosixSpawn.Spawn(stageArgv[0], stageArgv, env: null, stdio[0], stdio[1], stdio[2], null);
         // EXITKILL: a launched command must not outlive nozoki with a seccomp filter and no tracer.
         if (Libc.ptrace(Ptrace.SEIZE, child, 0, PtraceOptions | Ptrace.O_EXITKILL) != 0)
         {

@@ -51,6 +51,16 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
         return true;
     }
 
+    public void StopAtEverySyscall(int tid, bool on)
+    {
+        if (Libc.gettid() != _selfTid || !_tasks.TryGetValue(tid, out var t) || t.EverySyscall == on) return;
+        t.EverySyscall = on;
+        // A thread that runs free would not stop before its next signal or trapped syscall: bring it to a stop now,
+        // and its resume (Resume(t, sig)) takes the new setting. In a stop, or between a syscall's entry and exit
+        // (resumed with PTRACE_SYSCALL already), it takes it at its next resume.
+        if (on && !_syscallStops && t.Phase == TaskPhase.Running && !_detaching) Interrupt(t);
+    }
+
     public void Hold(int pid, bool hold)
     {
         _holdRequests.Add(pid, hold);
@@ -244,7 +254,7 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
     }
 
     /// <summary>Resume with the session's way of running: PTRACE_SYSCALL for syscall stops (and between a seccomp stop and its syscall's exit), else PTRACE_CONT.</summary>
-    private void Resume(TaskState t, int sig) => Resume(t, t.InSyscall || _syscallStops ? ResumeKind.Syscall : ResumeKind.Continue, sig);
+    private void Resume(TaskState t, int sig) => Resume(t, t.InSyscall || _syscallStops || t.EverySyscall ? ResumeKind.Syscall : ResumeKind.Continue, sig);
 
     /// <summary>Takes a hold away; when it was the last and the task is in a stop, the resume that waited is carried out.</summary>
     private void Unhold(TaskState t, HoldReasons reason)
@@ -415,6 +425,9 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
         _cpu?.OnStop(t.Tid);
         if (info.Op is Ptrace.SYSCALL_INFO_ENTRY or Ptrace.SYSCALL_INFO_SECCOMP)
         {
+            // Resumed with PTRACE_SYSCALL, a thread reports a trapped syscall twice: its entry stop, then (the kernel
+            // runs seccomp after the entry stop) its seccomp stop. The entry has been reported: this is the same call.
+            if (info.Op == Ptrace.SYSCALL_INFO_SECCOMP && t.InSyscall) return;
             t.InSyscall = true;
             t.Nr = (long)info.Nr;
             t.Args = new SyscallArgs(info.Arg(0), info.Arg(1), info.Arg(2), info.Arg(3), info.Arg(4), info.Arg(5));

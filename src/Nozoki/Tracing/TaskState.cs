@@ -87,6 +87,7 @@ internal sealed class TaskState(int tid, int tgid)
     public SyscallArgs Args;
     public bool DetachWhenStarted;  // a new process we do not follow
     public bool SeenByParent;       // its parent's clone/fork event has been handled
+    public bool EverySyscall;       // resumed with PTRACE_SYSCALL even where the session runs free (ITraceControl.StopAtEverySyscall)
 
     // ITraceControl.SingleStep (StopLoop.Step.cs).
     public bool StepRequested;      // the current stop is to be resumed with PTRACE_SINGLESTEP

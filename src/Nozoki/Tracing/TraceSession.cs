@@ -41,6 +41,13 @@ public sealed record TraceOptions
     /// </summary>
     public string? SearchPath { get; init; }
 
+    /// <summary>
+    /// For Launch: the descriptors of this process that the command gets as its 0, 1 and 2 (three numbers); null: 0, 1
+    /// and 2 themselves. For a command that must have a description of its own for a standard stream (see
+    /// WritePainter.StandardDescriptors).
+    /// </summary>
+    public IReadOnlyList<int>? StandardDescriptors { get; init; }
+
     /// <summary>How long the ptrace thread polls for the next stop before it sleeps in waitpid (0: never polls).</summary>
     public int SpinMicroseconds { get; init; } = 50;
 }
@@ -158,6 +165,7 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
                 "TraceSession.Launch starts the command through this program run again as its launch stage: call LaunchStage.RunIfRequested(args) first thing in Main, or set TraceOptions.StageCommand");
         }
 
+        if (options.StandardDescriptors is { Count: not 3 }) throw new ArgumentException("StandardDescriptors must have three numbers (for 0, 1 and 2)", nameof(options));
         var path = ChildProcess.Resolve(argv[0], options.SearchPath);
         var stage = LaunchStage.CommandLine(options.StageCommand ?? LaunchStage.DefaultPrefix(), options.Filter, path, argv);
         return new TraceSession(0, options, observer) { _launch = stage, _command = (argv[0], path) }.Start(cancellationToken);
@@ -291,6 +299,8 @@ public sealed class TraceSession : IDisposable, IAsyncDisposable
         public AloneStop RunAlone(int tid, bool syscallStops, TimeSpan timeout) => loop.RunAlone(tid, syscallStops, timeout);
 
         public bool StopAllThreads(int pid) => loop.StopAllThreads(pid);
+
+        public void StopAtEverySyscall(int tid, bool on) => loop.StopAtEverySyscall(tid, on);
     }
 
     private void RunLoop(StopLoop loop)

@@ -45,6 +45,13 @@ internal sealed class Tmux : IDisposable
         return code == 0 ? stdout : $"(capture-pane failed with {code}: {stderr.Trim()})";
     }
 
+    /// <summary>
+    /// From now on, appends every byte the pane's program writes to the terminal, exactly as written (escape
+    /// sequences, \r\n), to FILE: what a terminal got, in its order, where <see cref="Capture"/> shows only what is on
+    /// the screen now.
+    /// </summary>
+    public void PipeTo(string file) => Run("pipe-pane", "-o", "-t", Session, $"cat >> {Quote(file)}");
+
     /// <summary>The PID of the process the pane runs (the sh -c of <see cref="Start"/>).</summary>
     public int PanePid
     {
