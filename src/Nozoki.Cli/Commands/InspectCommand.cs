@@ -186,7 +186,7 @@ internal static class InspectCommand
         var code = ReturnCode.Success;
         Dictionary<string, string>? previous = null;
         var interval = TimeSpan.FromSeconds(o.Watch!.Value);
-        var command = "nozoki inspect " + string.Join(',', o.Pids) + $" --watch {o.Watch.Value.ToString(CultureInfo.InvariantCulture)}";
+        var command = "nozoki inspect " + string.Join(",", o.Pids);
         while (true)
         {
             var lines = new List<ViewLine>();
@@ -229,7 +229,7 @@ internal static class InspectCommand
                 if (previous is not null && snapshot.ExitedWhileRead) notes.Add($"nozoki: PID {pid} has exited");
             }
 
-            if (!o.Json) Draw(lines, previous, screen, o.Paint, command);
+            if (!o.Json) Draw(lines, previous, screen, o.Paint, command, o.Watch.Value);
             foreach (var n in notes) Console.Error.WriteLine(n);
             previous = new Dictionary<string, string>(StringComparer.Ordinal);
             foreach (var l in lines) previous[l.Key] = l.Text;
@@ -238,7 +238,7 @@ internal static class InspectCommand
         }
     }
 
-    private static void Draw(List<ViewLine> lines, Dictionary<string, string>? previous, bool screen, bool paint, string command)
+    private static void Draw(List<ViewLine> lines, Dictionary<string, string>? previous, bool screen, bool paint, string command, double seconds)
     {
         var b = new StringBuilder();
         var now = DateTime.Now.ToString("HH:mm:ss", CultureInfo.InvariantCulture);
@@ -258,7 +258,7 @@ internal static class InspectCommand
             if (height <= 0) height = 24;
             // Home, clear: the whole frame is drawn again; lines are cut to the width so that none wraps.
             b.Append("\e[H\e[2J");
-            b.Append(Cut($"Every {command["nozoki inspect ".Length..]}: {command}", width - 9).PadRight(Math.Max(0, width - 9))).Append(' ').Append(now).Append('\n');
+            b.Append(Cut($"Every {seconds}s: {command}", width - 9).PadRight(Math.Max(0, width - 9))).Append(' ').Append(now).Append('\n');
             var shown = 1;
             foreach (var line in lines)
             {

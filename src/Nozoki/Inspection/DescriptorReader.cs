@@ -171,7 +171,9 @@ internal static class DescriptorReader
             if (raw.Kind == DescriptorKind.Socket)
             {
                 Span<byte> proto = stackalloc byte[64];
-                raw.Protocol = ProcFiles.SocketProtocol(pid, fd, proto, out var n).IsOk ? Encoding.ASCII.GetString(proto[..n]) : "?";
+                var got = ProcFiles.SocketProtocol(pid, fd, proto, out var n);
+                if (got.IsNotFound) return null; // closed since
+                raw.Protocol = got.IsOk ? Encoding.ASCII.GetString(proto[..n]) : "?";
             }
 
             return raw;

@@ -59,6 +59,8 @@ internal static class IdentityReader
             TracerPid = s.TracerPid,
             IsKernelThread = kernel,
             ThreadCount = (int)stat[StatFields.NumThreads],
+            Uids = s.Uid is { Length: 4 } u ? new IdSet(u[0], u[1], u[2], u[3], UserNames.Shared.User(u[0]), UserNames.Shared.User(u[1])) : null,
+            Gids = s.Gid is { Length: 4 } g ? new IdSet(g[0], g[1], g[2], g[3], UserNames.Shared.Group(g[0]), UserNames.Shared.Group(g[1])) : null,
         };
         if (!full) return identity;
 
@@ -102,7 +104,6 @@ internal static class IdentityReader
             }
         }
 
-        var names = UserNames.Shared;
         int.TryParse(src.Text("/proc/sys/kernel/cap_last_cap", out _)?.Trim(), NumberStyles.None, Inv, out var lastCap);
         return identity with
         {
@@ -112,8 +113,6 @@ internal static class IdentityReader
             ExecutableDeleted = deleted,
             Cwd = cwd,
             Root = root,
-            Uids = s.Uid is { Length: 4 } u ? new IdSet(u[0], u[1], u[2], u[3], names.User(u[0]), names.User(u[1])) : null,
-            Gids = s.Gid is { Length: 4 } g ? new IdSet(g[0], g[1], g[2], g[3], names.Group(g[0]), names.Group(g[1])) : null,
             SupplementaryGroups = s.Groups,
             StartTime = BootTime(src) is { } boot ? boot + StatFields.Ticks(stat[StatFields.StartTime]) : null,
             CpuUser = StatFields.Ticks(stat[StatFields.UTime]),

@@ -49,7 +49,6 @@ public static class ProcessInspector
         }
 
         var problems = new ProblemList { ProcessGone = Gone };
-        var sections = options.Sections | InspectSections.Identity;
 
         var lastRead = InspectSections.Identity;
         var partialSaid = false;
@@ -81,21 +80,14 @@ public static class ProcessInspector
         var identity = IdentityReader.Read(pid, stat, statusText, src, problems, (options.Sections & InspectSections.Identity) != 0);
 
         IReadOnlyList<ThreadSnapshot> threads = [];
-        if (Next(InspectSections.Threads)) threads = ThreadReader.Read(pid, src, problems);
+        if (Next(InspectSections.Threads)) threads = ThreadReader.Read(pid, identity.IsKernelThread, src, problems);
 
         IReadOnlyList<DescriptorSnapshot> descriptors = [];
         var closed = 0;
         if (Next(InspectSections.Descriptors))
         {
             var list = DescriptorReader.Read(pid, src, problems, options, out closed);
-            // A vCPU's descriptor and the thread running it: that thread is blocked in ioctl(fd, KVM_RUN).
-            foreach (var t in threads)
-            {
-                if (t.Activity != ThreadActivity.Syscall || t.SyscallNumber != ThreadReader.IoctlNr || t.Args.A1 != ThreadReader.KvmRun) continue;
-                var i = list.FindIndex(d => d.Kind == DescriptorKind.KvmVcpu && d.Fd == (int)t.Args.A0);
-                if (i >= 0) list[i] = list[i] with { VcpuRunningThread = t.Tid, Description = list[i].Description + $", running in thread {t.Tid} ({t.Name}, KVM_RUN)" };
-            }
-
+            LinkVcpus(list, threads);
             descriptors = list;
         }
 
@@ -129,7 +121,7 @@ public static class ProcessInspector
         {
             Pid = pid,
             Taken = taken,
-            Sections = sections,
+            Sections = options.Sections,
             RequestedTid = requestedTid,
             Identity = identity,
             Threads = threads,
@@ -143,6 +135,24 @@ public static class ProcessInspector
             ExitedWhileRead = gone,
             DescriptorsClosedMeanwhile = closed,
         };
+    }
+
+    /// <summary>A vCPU's descriptor and the thread running it: that thread is blocked in ioctl(fd, KVM_RUN).</summary>
+    internal static void LinkVcpus(List<DescriptorSnapshot> descriptors, IReadOnlyList<ThreadSnapshot> threads)
+    {
+        foreach (var t in threads)
+        {
+            if (t.Activity != ThreadActivity.Syscall || t.SyscallNumber != ThreadReader.IoctlNr || (uint)t.Args.A1 != ThreadReader.KvmRun) continue;
+            var i = descriptors.FindIndex(d => d.Kind == DescriptorKind.KvmVcpu && d.Fd == (int)t.Args.A0);
+            if (i >= 0)
+            {
+                descriptors[i] = descriptors[i] with
+                {
+                    VcpuRunningThread = t.Tid,
+                    Description = descriptors[i].Description + $", running in thread {t.Tid} ({t.Name}, KVM_RUN)",
+                };
+            }
+        }
     }
 
     private static string Word(InspectSections section) => section switch

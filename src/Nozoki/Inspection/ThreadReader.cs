@@ -16,7 +16,7 @@ internal static class ThreadReader
 
     internal const ulong KvmRun = 0xae80;
 
-    public static List<ThreadSnapshot> Read(int pid, ProcSource src, ProblemList problems)
+    public static List<ThreadSnapshot> Read(int pid, bool kernelThread, ProcSource src, ProblemList problems)
     {
         var list = new List<ThreadSnapshot>();
         var opened = ProcFiles.OpenDirectory($"/proc/{pid}/task", out var dir);
@@ -57,6 +57,13 @@ internal static class ThreadReader
             };
             var wchan = src.Text($"/proc/{pid}/task/{tid}/wchan", out _) is { Length: > 0 } w && w != "0" ? w.Trim() : null;
             thread = thread with { Wchan = wchan };
+            if (kernelThread)
+            {
+                // A kernel thread never entered from user space: its syscall file shows the zeros of registers it never had.
+                list.Add(thread with { Activity = ThreadActivity.NotInSyscall });
+                continue;
+            }
+
             var syscall = src.Text($"/proc/{pid}/task/{tid}/syscall", out var r);
             if (syscall is null)
             {
