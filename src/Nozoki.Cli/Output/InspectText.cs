@@ -212,21 +212,32 @@ internal static class InspectText
             for (var c = 0; c < columns - 1; c++) widths[c] = Math.Max(widths[c], cells[c].Length);
         }
 
+        var b = new StringBuilder(256);
         foreach (var (key, cells) in rows)
         {
-            var b = new StringBuilder();
-            for (var c = 0; c < columns; c++) b.Append(c < columns - 1 ? cells[c].PadRight(widths[c] + 2) : cells[c]);
-            lines.Add(new(key, b.ToString().TrimEnd(), LineStyle.Plain));
+            b.Clear();
+            for (var c = 0; c < columns; c++)
+            {
+                b.Append(cells[c]);
+                if (c < columns - 1) b.Append(' ', widths[c] + 2 - cells[c].Length);
+            }
+
+            while (b.Length > 0 && b[^1] == ' ') b.Length--;
+            lines.Add(new(key, b.ToString(), LineStyle.Plain));
         }
     }
 
     /// <summary>The flags beyond the access mode, without O_LARGEFILE (always set on 64-bit) and the O_ prefixes; "-" for none.</summary>
     private static string Flags(DescriptorSnapshot d)
     {
-        if (d.Flags is null) return "?";
+        if (d.Flags is not { } flags) return "?";
+        if (FlagTexts.TryGetValue(flags, out var text)) return text;
         var names = d.FlagNames.Split('|').Skip(1).Where(n => n != "O_LARGEFILE").Select(n => n.StartsWith("O_", StringComparison.Ordinal) ? n[2..] : n).ToList();
-        return names.Count == 0 ? "-" : string.Join('|', names);
+        return FlagTexts[flags] = names.Count == 0 ? "-" : string.Join('|', names);
     }
+
+    // Thousands of descriptors share a handful of flag words.
+    private static readonly Dictionary<int, string> FlagTexts = [];
 
     private static string Quote(string word) =>
         word.Length > 0 && word.All(c => char.IsAsciiLetterOrDigit(c) || "-_./:=,+@%".Contains(c)) ? word : "'" + word.Replace("'", "'\\''", StringComparison.Ordinal) + "'";

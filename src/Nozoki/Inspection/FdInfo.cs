@@ -29,6 +29,45 @@ internal static class FdInfo
         return (pos, flags, mnt, ino);
     }
 
+    /// <summary>The same from the file's bytes, without making a string of them.</summary>
+    public static (long? Position, int? Flags, int? MountId, ulong? Inode) Common(ReadOnlySpan<byte> text)
+    {
+        long? pos = null;
+        int? flags = null, mnt = null;
+        ulong? ino = null;
+        while (!text.IsEmpty)
+        {
+            var nl = text.IndexOf((byte)'\n');
+            var line = nl < 0 ? text : text[..nl];
+            text = nl < 0 ? default : text[(nl + 1)..];
+            var colon = line.IndexOf((byte)':');
+            if (colon < 0) continue;
+            var key = line[..colon];
+            var value = line[(colon + 1)..].Trim((byte)' ').Trim((byte)'\t');
+            if (key.SequenceEqual("pos"u8) && System.Buffers.Text.Utf8Parser.TryParse(value, out long p, out _)) pos = p;
+            else if (key.SequenceEqual("flags"u8)) flags = Octal(value);
+            else if (key.SequenceEqual("mnt_id"u8) && System.Buffers.Text.Utf8Parser.TryParse(value, out int m, out _)) mnt = m;
+            else if (key.SequenceEqual("ino"u8) && System.Buffers.Text.Utf8Parser.TryParse(value, out ulong i, out _)) ino = i;
+            // The four common lines come first; what follows is the object's own.
+            if (pos is not null && flags is not null && mnt is not null && ino is not null) break;
+        }
+
+        return (pos, flags, mnt, ino);
+    }
+
+    private static int? Octal(ReadOnlySpan<byte> s)
+    {
+        if (s.IsEmpty) return null;
+        var v = 0;
+        foreach (var c in s)
+        {
+            if (c is < (byte)'0' or > (byte)'7') return null;
+            v = v * 8 + (c - '0');
+        }
+
+        return v;
+    }
+
     /// <summary>The value of "key:" (the first line that starts with it), trimmed; null when absent.</summary>
     public static string? Value(ReadOnlySpan<char> text, string key)
     {

@@ -1,3 +1,4 @@
+using System.Text;
 using Nozoki.Native;
 using Nozoki.Procfs;
 
@@ -10,7 +11,7 @@ namespace Nozoki.Inspection;
 /// </summary>
 internal static class PeerIndex
 {
-    public static Dictionary<string, List<DescriptorHolder>> Find(int targetPid, HashSet<string> wanted, ProcSource src, out int unreadable)
+    public static Dictionary<string, List<DescriptorHolder>> Find(int targetPid, HashSet<string> wanted, out int unreadable)
     {
         unreadable = 0;
         var found = new Dictionary<string, List<DescriptorHolder>>(StringComparer.Ordinal);
@@ -20,6 +21,9 @@ internal static class PeerIndex
         var fds = new List<int>();
         var dirents = new byte[32 << 10];
         var names = new ThreadNames();
+        var lookup = wanted.GetAlternateLookup<ReadOnlySpan<char>>();
+        var bytes = new byte[4096];
+        var text = new char[4096];
         var self = Environment.ProcessId;
         try
         {
@@ -40,8 +44,10 @@ internal static class PeerIndex
                     ProcFiles.ListNumbers(dir, dirents, fds);
                     foreach (var fd in fds)
                     {
-                        var link = src.LinkAt(dir, fd, out _);
-                        if (link is null || !wanted.Contains(link)) continue;
+                        // Compared without making a string: most links of the machine are not wanted.
+                        if (!ProcFiles.ReadLinkAt(dir, fd, bytes, out var n).IsOk) continue;
+                        var chars = text.AsSpan(0, Encoding.UTF8.GetChars(bytes.AsSpan(0, n), text));
+                        if (!lookup.TryGetValue(chars, out var link)) continue;
                         FdTable.Flags(pid, fd, out var flags);
                         if (!found.TryGetValue(link, out var list)) found[link] = list = [];
                         list.Add(new DescriptorHolder(pid, names.Get(pid, pid), fd, AccessOf(flags)));

@@ -34,9 +34,9 @@ internal sealed class ProcSource
     }
 
     /// <summary>Reads an entry of an open directory by number (fdinfo/N) into the shared buffer.</summary>
-    public SysResult ReadAt(int dirfd, int number, out ReadOnlySpan<byte> text)
+    public SysResult ReadAt(int dirfd, int number, out ReadOnlySpan<byte> text, bool singleShow = false)
     {
-        var r = ProcFiles.ReadAt(dirfd, number, ref _buffer, out var length);
+        var r = ProcFiles.ReadAt(dirfd, number, ref _buffer, out var length, singleShow);
         text = r.IsOk ? _buffer.AsSpan(0, length) : default;
         return r;
     }

@@ -353,7 +353,10 @@ public sealed record DescriptorSnapshot
     public string Access => Flags is { } f ? (f & 3) switch { 0 => "r", 1 => "w", _ => "rw" } : "";
 
     /// <summary>The flags as strace names them (O_RDWR|O_NONBLOCK|O_CLOEXEC); "" when unknown.</summary>
-    public string FlagNames => Flags is { } f ? Syscalls.SyscallDecoder.OpenFlagsText((ulong)f) : "";
+    public string FlagNames => Flags is { } f ? FlagNameCache.GetOrAdd(f, static v => Syscalls.SyscallDecoder.OpenFlagsText((ulong)v)) : "";
+
+    // A process has a handful of distinct flag words among thousands of descriptors.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, string> FlagNameCache = new();
 
     /// <summary>
     /// The kind in one word, in lsof's TYPE words where lsof has one (REG, DIR, CHR, BLK, FIFO, unix, IPv4, IPv6,

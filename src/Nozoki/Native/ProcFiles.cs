@@ -101,15 +101,19 @@ internal static unsafe partial class ProcFiles
     /// The whole of the file named by the number (or name) in an open directory (/proc/PID/fdinfo/N, task/TID/stat),
     /// read until end of file into buffer, which grows when it is too small (the caller keeps it).
     /// </summary>
-    internal static SysResult ReadAt(int dirfd, int number, ref byte[] buffer, out int length)
+    /// <remarks>
+    /// <paramref name="singleShow"/>: the file is a seq_file made by one show() call (fdinfo), which read(2) hands over
+    /// whole when the buffer holds it, so a short read is its end: one read(2) less per descriptor.
+    /// </remarks>
+    internal static SysResult ReadAt(int dirfd, int number, ref byte[] buffer, out int length, bool singleShow = false)
     {
         Span<byte> name = stackalloc byte[16];
         FormatNumber(name, number);
-        return ReadAt(dirfd, name, ref buffer, out length);
+        return ReadAt(dirfd, name, ref buffer, out length, singleShow);
     }
 
     /// <summary>The same for a NUL-terminated name (e.g. "12/stat\0").</summary>
-    internal static SysResult ReadAt(int dirfd, ReadOnlySpan<byte> nulTerminatedName, ref byte[] buffer, out int length)
+    internal static SysResult ReadAt(int dirfd, ReadOnlySpan<byte> nulTerminatedName, ref byte[] buffer, out int length, bool singleShow = false)
     {
         length = 0;
         int fd;
@@ -131,6 +135,7 @@ internal static unsafe partial class ProcFiles
 
                 if (got == 0) return SysResult.Ok;
                 length += (int)got;
+                if (singleShow && length < buffer.Length) return SysResult.Ok;
             }
         }
         finally
