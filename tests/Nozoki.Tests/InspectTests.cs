@@ -220,6 +220,11 @@ public sealed partial class InspectTests
         var other = Assert.Single(readEnd.GetProperty("holders").EnumerateArray(), h => h.GetProperty("pid").GetInt32() == k.Pid);
         Assert.Equal("w", Str(other, "access"));
 
+        // --no-peers: no look through other processes; this process's own other end is still named.
+        var alone = Json(k.Pid, "--fds", "--no-peers");
+        Assert.Empty(Fd(alone, k.Fds["pipe_read"]).GetProperty("holders").EnumerateArray());
+        Assert.Single(Fd(alone, k.Fds["reader_pipe"]).GetProperty("holders").EnumerateArray());
+
         // The text view says it on the descriptor's own line, which starts with its number.
         var (code, stdout, _) = Run("inspect", "--fds", $"{k.Pid}");
         Assert.Equal(0, code);

@@ -24,6 +24,7 @@ internal static class InspectCommand
         var limits = new Option<bool>("--limits") { Description = "section: resource limits that differ from PID 1's" };
         var maps = new Option<bool>("--maps") { Description = "section: memory mappings (the largest, the libraries)" };
         var env = new Option<bool>("--env") { Description = "also the environment (it may hold secrets: only on request)" };
+        var noPeers = new Option<bool>("--no-peers") { Description = "do not look through every other process's descriptors for the other ends of pipes and unix sockets" };
         var json = new Option<bool>("--json") { Description = "one JSON object per process (JSON Lines)" };
         var watch = Arguments.Seconds(new Option<double>("--watch", "-w") { Description = "redraw every S seconds (on a terminal in place, changes highlighted) until Ctrl-C" }, 86400);
         var color = Arguments.OneOf(
@@ -31,7 +32,7 @@ internal static class InspectCommand
             "auto", "always", "never");
         var cmd = new Command("inspect", "Look at a live process: threads and what each is doing, descriptors decoded, namespaces, cgroup, memory (nothing is stopped)")
         {
-            pidArgs, pids, threads, fds, ns, cgroup, limits, maps, env, json, watch, color,
+            pidArgs, pids, threads, fds, ns, cgroup, limits, maps, env, noPeers, json, watch, color,
         };
         cmd.SetAction(r =>
         {
@@ -57,7 +58,7 @@ internal static class InspectCommand
             if (sections == InspectSections.None) sections = InspectSections.All;
             if (r.GetValue(env)) sections |= InspectSections.Environment;
             var paint = r.GetValue(color) switch { "always" => true, "never" => false, _ => FdWriter.Stdout.IsTerminal };
-            var request = new Request(targets, new InspectOptions { Sections = sections }, r.GetValue(json), paint, r.GetResult(watch) is null ? null : r.GetValue(watch));
+            var request = new Request(targets, new InspectOptions { Sections = sections, FindPeers = !r.GetValue(noPeers) }, r.GetValue(json), paint, r.GetResult(watch) is null ? null : r.GetValue(watch));
             try
             {
                 return request.Watch is null ? Once(request) : Watch(request);
