@@ -284,6 +284,16 @@ public sealed partial class InspectTests
         var extra = k.OpenOneMore();
         Assert.Equal("/dev/null", Str(Fd(Json(k.Pid, "--fds"), extra), "path"));
 
+        // nozoki's own failure (its output cannot be written) is its own business.
+        using (var full = ExternalProcess.Start("nozoki > /dev/full", "sh", ["-c", "exec \"$0\" inspect \"$1\" > /dev/full", NozokiCli.ExePath, $"{k.Pid}"]))
+        {
+            Assert.Equal(1, full.WaitForExit(Timeout));
+            Assert.Equal("nozoki: error: cannot write to stdout (/dev/full): No space left on device\n", full.StderrText());
+        }
+
+        Assert.Equal(before, k.Tids.ToDictionary(t => t.Key, t => KindsFixture.SyscallOf(k.Pid, t.Value)));
+        k.OpenOneMore();
+
         // A stopped process stays stopped.
         Posix.Kill(k.Pid, Nozoki.Signals.SIGSTOP);
         ProcStatus.WaitForState(k.Pid, 'T', Timeout);

@@ -32,6 +32,42 @@ public sealed class InspectWatchTests
         k.OpenOneMore();
     }
 
+    [Theory]
+    [InlineData(Signals.SIGTERM)]
+    [InlineData(Signals.SIGHUP)]
+    [InlineData(Signals.SIGQUIT)]
+    public void Watch_ends_with_exit_0_on_a_stop_signal_and_leaves_the_process_as_it_was(int signal)
+    {
+        using var k = KindsFixture.Start("all");
+        using var nozoki = NozokiCli.Start(["inspect", "--watch", "0.2", $"{k.Pid}"]);
+        nozoki.WaitUntil(() => Rounds(nozoki) >= 2, Timeout, "two rounds of --watch");
+        nozoki.Signal(signal);
+        Assert.Equal(0, nozoki.WaitForExit(Timeout));
+        nozoki.AssertNoStackTrace();
+        Assert.Equal("", nozoki.StderrText());
+        Assert.Equal(0, ProcStatus.Get(k.Pid).TracerPid);
+        foreach (var (role, tid) in k.Tids) Assert.Equal(KindsFixture.BlockedIn[role], KindsFixture.SyscallOf(k.Pid, tid));
+        k.OpenOneMore();
+    }
+
+    [Fact]
+    public void Watch_ends_with_exit_0_when_its_reader_goes_away()
+    {
+        using var k = KindsFixture.Start("simple");
+        // The test's reader takes the first chunk, then stops reading and closes its end: `nozoki inspect --watch 1 PID | head -1`.
+        using var got = new ManualResetEventSlim();
+        using var nozoki = NozokiCli.Start(["inspect", "--watch", "0.2", $"{k.Pid}"], chunk =>
+        {
+            got.Set();
+            return false;
+        });
+        Assert.True(got.Wait(Timeout), "no output from nozoki inspect --watch");
+        nozoki.CloseStdout();
+        Assert.Equal(0, nozoki.WaitForExit(Timeout));
+        nozoki.AssertNoStackTrace();
+        k.OpenOneMore();
+    }
+
     [Fact]
     public void Watch_in_json_gives_one_object_per_round_and_ends_when_the_process_exits()
     {
