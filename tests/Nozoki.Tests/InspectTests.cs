@@ -423,7 +423,7 @@ public sealed partial class InspectTests
     {
         using var cgroup = TestCgroup.Create();
         // sh puts itself in the cgroup, then becomes unshare, whose child (PID 1 of the new pid namespace) runs the fixture.
-        using var k = KindsFixture.Start("simple", prefix: ["sh", "-c", $"echo $$ > {cgroup.Procs} && exec \"$@\"", "sh",
+        using var k = KindsFixture.Start("sockets", prefix: ["sh", "-c", $"echo $$ > {cgroup.Procs} && exec \"$@\"", "sh",
             "unshare", "--user", "--map-root-user", "--pid", "--net", "--uts", "--fork", "--kill-child"]);
         var children = File.ReadAllText($"/proc/{k.Pid}/task/{k.Pid}/children").Split(' ', StringSplitOptions.RemoveEmptyEntries);
         var pid = int.Parse(Assert.Single(children), CultureInfo.InvariantCulture);
@@ -444,6 +444,17 @@ public sealed partial class InspectTests
         Assert.Equal(line.Split(':', 3)[2], Str(cg, "path"));
         Assert.Equal(cgroup.Directory, Str(cg, "directory"));
         Assert.Contains(cg.GetProperty("values").EnumerateArray(), v => Str(v, "file") == cgroup.LimitFile && Str(v, "value") == cgroup.Limit);
+
+        // Its sockets live in its own network namespace: ss run there (nsenter) and nozoki (a sock_diag socket made
+        // there) agree; nozoki's own namespace has no such UDP socket.
+        var inside = ExternalProcess.SplitLines(Tool("nsenter", $"--net=/proc/{pid}/ns/net", "ss", "-uxanpH"));
+        var udp = Fd(o, k.Fds["udp4"]).GetProperty("socket");
+        Assert.Equal(($"127.0.0.1:{k.Ports["udp4"]}", "UNCONN", "sock_diag"), (Str(udp, "local"), Str(udp, "state"), Str(udp, "source")));
+        Assert.Contains(inside, l => l.Contains($" 127.0.0.1:{k.Ports["udp4"]} ", StringComparison.Ordinal) && l.Contains($"pid={pid},fd={k.Fds["udp4"]})", StringComparison.Ordinal));
+        var unix = Fd(o, k.Fds["unix_a"]).GetProperty("socket");
+        Assert.Equal(k.Fds["unix_b"], Assert.Single(unix.GetProperty("peers").EnumerateArray()).GetProperty("fd").GetInt32());
+        Assert.Contains(inside, l => l.StartsWith("u_str", StringComparison.Ordinal) && l.Contains($" {unix.GetProperty("peer_inode")} ", StringComparison.Ordinal)
+            && l.Contains($"pid={pid},fd={k.Fds["unix_a"]})", StringComparison.Ordinal));
 
         var text = ExternalProcess.SplitLines(Run("inspect", "--ns", "--cgroup", $"{pid}").Stdout);
         Assert.Contains(text, l => l.StartsWith("net ", StringComparison.Ordinal) && l.Contains($" {lsns["net"]} ", StringComparison.Ordinal) && l.EndsWith($"different ({ours["net"].GetProperty("nozoki_inode")})", StringComparison.Ordinal));
