@@ -28,6 +28,7 @@ internal static class Program
             ProbesCommand.Create(),
             UsdtCommand.Create(command),
             BreakCommand.Create(command),
+            InspectCommand.Create(),
             DemoCommand.Create(),
         };
 

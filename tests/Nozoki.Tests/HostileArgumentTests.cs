@@ -65,7 +65,7 @@ public sealed partial class HostileArgumentTests
     public void The_table_has_rows_for_every_command()
     {
         var commands = ReadTable().Select(r => ShellWords(r.Command).ElementAtOrDefault(1) ?? "").ToHashSet();
-        foreach (var c in new[] { "out", "run", "trace", "probes", "usdt", "demo" })
+        foreach (var c in new[] { "out", "run", "trace", "probes", "usdt", "inspect", "demo" })
             Assert.True(commands.Contains(c), $"README.md's bad-arguments table has no row for `nozoki {c}`");
     }
 

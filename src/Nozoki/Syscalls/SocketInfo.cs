@@ -56,7 +56,7 @@ internal static class SocketInfo
         return null;
     }
 
-    private static string Endpoint(string hex, bool v6)
+    internal static string Endpoint(string hex, bool v6)
     {
         var colon = hex.IndexOf(':', StringComparison.Ordinal);
         var port = int.Parse(hex.AsSpan(colon + 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture);

@@ -166,7 +166,9 @@ public sealed partial class SyscallDecoder(DecodeOptions options)
             int used;
             if (exitingWithoutResult && ArgKinds.IsOut(kind))
             {
-                Ptr(b, _a[i]);
+                // An _IO ioctl (KVM_RUN) takes a number, not a pointer to a result.
+                if (kind == ArgKind.IoctlArg && (uint)_a[1] >> 30 == 0) b.AppendUInt(_a[i]);
+                else Ptr(b, _a[i]);
                 used = 1;
             }
             else
