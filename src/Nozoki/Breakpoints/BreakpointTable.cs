@@ -122,6 +122,33 @@ internal sealed class BreakpointTable(int pid)
         ProcessMemoryWriter.Write(Pid, address, [X86_64.Int3]);
     }
 
+    /// <summary>
+    /// Puts every original byte back for a while, the sites staying in the table, until <see cref="CoverAll"/>: for a
+    /// call into the process at a hit (the called function must not trap on them). Every other thread is stopped for
+    /// it (they stay stopped during the call). False, nothing written, when they cannot all be stopped.
+    /// </summary>
+    internal bool UncoverAll()
+    {
+        if (Control is { } c && !c.StopAllThreads(Pid)) return false;
+        foreach (var (address, site) in _sites)
+        {
+            Writing?.Invoke(this, address);
+            ProcessMemoryWriter.Write(Pid, address, [site.Original]);
+        }
+
+        return true;
+    }
+
+    /// <summary>Writes every int3 again after <see cref="UncoverAll"/> (the other threads still stopped).</summary>
+    internal void CoverAll()
+    {
+        foreach (var address in _sites.Keys)
+        {
+            Writing?.Invoke(this, address);
+            ProcessMemoryWriter.Write(Pid, address, [X86_64.Int3]);
+        }
+    }
+
     /// <summary>Puts every original byte back (before detaching, every thread in a stop) and forgets the sites.</summary>
     public void RemoveAll()
     {
