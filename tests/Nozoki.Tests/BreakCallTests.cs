@@ -140,6 +140,29 @@ public sealed partial class BreakCallTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void With_follow_each_process_of_a_tree_gets_its_calls_in_its_own_threads()
+    {
+        // forker: parent, child and grandchild each write 50 lines at once, so that one's trap often comes while
+        // another is in its call. getpid() returns each hit's own PID (the call ran in the hit thread, its syscall
+        // and all).
+        var (code, stdout, stderr) = Break("libc.so.6:write", "-f", "--json", "--call", "getpid", "--", Fixtures.Get("forker"), "50");
+        Assert.Equal(0, code);
+        var lines = ExternalProcess.SplitLines(stdout);
+        var hits = Hits(string.Concat(lines.Where(l => l.StartsWith('{')).Select(l => l + "\n")));
+        Assert.Equal(3, hits.Select(h => h.GetProperty("pid").GetInt32()).Distinct().Count());
+        Assert.Equal(150, hits.Count);
+        Assert.All(hits, h =>
+        {
+            var call = h.GetProperty("call");
+            Assert.Equal("returned", call.GetProperty("outcome").GetString());
+            Assert.Equal($"0x{h.GetProperty("pid").GetInt32():x}", call.GetProperty("return").GetString());
+        });
+        foreach (var who in new[] { "parent", "child", "grandchild" })
+            Assert.Equal(Enumerable.Range(0, 50).Select(i => $"{who} {i}"), lines.Where(l => l.StartsWith(who + " ", StringComparison.Ordinal)));
+        Assert.Matches(@"(?m)^nozoki: 150 hits; hit threads held per hit", stderr);
+    }
+
+    [Fact]
     public void A_call_that_faults_is_reported_with_the_thread_restored_and_the_fault_not_delivered()
     {
         using var p = new CallTarget();

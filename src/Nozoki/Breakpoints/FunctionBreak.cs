@@ -384,6 +384,8 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
             _comms.Clear();
         }
 
+        _calls?.Forget(pid);
+
         _processes.Remove(pid);
         _breakpoints.OnExec(pid);
         _linkMap.Forget(pid);
@@ -691,7 +693,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
     {
         if (_calls is null || p.CallsStopped) return null;
         if (p.CallTarget is null && !TryResolveCall(p, sayMissing: true)) return null;
-        if (!_breakpoints.TryGet(stop.Pid, out var table) || !table.UncoverAll()) return null;
+        if (!_breakpoints.TryGet(stop.Pid, out var table) || !table.UncoverAll(stop.Tid)) return null;
         var result = _calls.Call(stop, p.CallTarget!, _options.CallTimeout);
         switch (result.Outcome)
         {
@@ -705,7 +707,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
                 return result;
         }
 
-        table.CoverAll();
+        table.CoverAll(stop.Tid);
         return result;
     }
 
@@ -917,6 +919,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
         // Closing the events drains what is left and has the kernel restore the bytes.
         lock (_gate) _uprobes?.CloseProcess(pid);
         _processes.Remove(pid);
+        _calls?.Forget(pid);
         _breakpoints.OnDetaching(pid);
         _linkMap.Forget(pid);
     }
@@ -927,6 +930,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
         {
             _uprobes?.CloseProcess(pid);
             _processes.Remove(pid);
+            _calls?.Forget(pid);
             _breakpoints.OnProcessExited(pid);
             _linkMap.Forget(pid);
             ForgetUnwinder(pid);

@@ -87,7 +87,11 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
 
     public void StartWaker() => _waker.Start();
 
-    public void StopWaker() => _waker.Stop();
+    public void StopWaker()
+    {
+        _waker.Stop();
+        _aloneTimer?.Dispose();
+    }
 
     /// <summary>The waker died (it was woken): a new one, so that the next request can wake this thread too.</summary>
     private void RestartWaker()
