@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Nozoki.Breakpoints;
 using Nozoki.Symbols;
 using Nozoki.Tests.Helpers;
 using Xunit.Abstractions;
@@ -12,7 +13,7 @@ namespace Nozoki.Tests;
 /// hit, and still in the process's own stdout and stderr; its return value; a fault or a timeout reported with the
 /// thread restored), after the backtrace is taken; the held time of a hit includes the call; and the process goes on
 /// as it was (its own checks of its registers and stack right, untraced, its code bytes its file's). And `-p PID,PID`:
-/// one --count over several processes, each left as it was.
+/// one --count over several processes, each left as it was; and what held a process with uprobes (ring pressure).
 /// </summary>
 [Collection(PtraceCollection.Name)]
 public sealed partial class BreakCallTests(ITestOutputHelper output)
@@ -237,6 +238,22 @@ public sealed partial class BreakCallTests(ITestOutputHelper output)
         p.AssertLeftAsItWas();
     }
 
+    [Fact]
+    public void A_launched_command_without_the_function_to_call_has_its_hits_reported_without_it_and_says_so_once()
+    {
+        var (code, stdout, stderr) = Break("brk_target", "--call", "no_such_function", "--count", "3", "--json", "--", BreakTests.Chain(false), "bench", "1000", "now");
+        Assert.Equal(0, code); // the command's own status
+        var lines = ExternalProcess.SplitLines(stdout);
+        var hits = Hits(string.Concat(lines.Where(l => l.StartsWith('{')).Select(l => l + "\n")));
+        Assert.Equal(3, hits.Count);
+        Assert.All(hits, h => Assert.False(h.TryGetProperty("call", out _)));
+        var said = lines.Where(l => l.Contains("\"event\":\"problem\"", StringComparison.Ordinal)).ToList();
+        Assert.Single(said);
+        Assert.Contains("call no_such_function: no function no_such_function", said[0], StringComparison.Ordinal);
+        Assert.Contains("reported without it until a module that defines it is loaded", said[0], StringComparison.Ordinal);
+        Assert.Contains(lines, l => l.StartsWith("ns_per_call=", StringComparison.Ordinal) && l.EndsWith(" ok calls=1000 wrong=0", StringComparison.Ordinal));
+    }
+
     [Theory]
     [InlineData("break", "-p", "1", "f", "--call", "")]
     [InlineData("break", "-p", "1", "f", "--call", "g", "--via", "uprobe")]
@@ -332,6 +349,52 @@ public sealed partial class BreakCallTests(ITestOutputHelper output)
             b.WaitFor("burst");
             b.AssertFinishesRight();
         }
+    }
+
+    /// <summary>An output slower than the hits: sleeps StallMs after every StallEvery hits.</summary>
+    private sealed class SlowSink(int stallEvery, int stallMs) : IBreakSink
+    {
+        public long Hits;
+        public readonly List<string> Problems = [];
+
+        public void OnHit(in BreakHit hit)
+        {
+            if (++Hits % stallEvery == 0) Thread.Sleep(stallMs);
+        }
+
+        public void OnProblem(string message) => Problems.Add(message);
+    }
+
+    [Fact]
+    public async Task With_uprobes_the_tracer_counts_the_holds_an_output_slower_than_the_hits_made()
+    {
+        // 60,000 uprobe hits as fast as the loop makes them (a few microseconds each), an output of 25,000 a second:
+        // the rings fill past a quarter, and the process is held until the reader has caught up; nothing is lost.
+        const int n = 60_000;
+        using var p = new BreakTests.Running(BreakTests.Chain(false), "bench", $"{n}");
+        p.WaitFor("ready");
+        var sink = new SlowSink(1000, 40);
+        using var tracer = new BreakTracer(["brk_target"], sink, new BreakOptions { Mechanism = BreakMechanism.Uprobe });
+        Nozoki.Tracing.TraceResult result;
+        using (var session = Nozoki.Tracing.TraceSession.Attach(p.Pid, tracer, new Nozoki.Tracing.TraceOptions { TraceSyscalls = false }))
+        {
+            p.Tracee.Release();
+            result = await session.Completion.WaitAsync(Timeout);
+        }
+
+        tracer.Dispose(); // the reader's last samples
+        Assert.Null(result.Error);
+        Assert.Equal(new Nozoki.Tracing.ExitStatus(0, 0), result.TargetExit);
+        Assert.Matches($"(?m)^ns_per_call=[\\d.]+ ok calls={n} wrong=0$", p.Tracee.StdoutFileText());
+        Assert.Empty(sink.Problems);
+        Assert.Equal(0, tracer.Lost);
+        Assert.Equal(n, sink.Hits);
+        Assert.Equal(n, tracer.Hits);
+        Assert.Null(tracer.Holds()); // no hit stopped its thread
+        var holds = tracer.PressureHolds;
+        output.WriteLine($"held {holds.Times} times, {holds.Total.TotalMilliseconds:0.0} ms in all");
+        Assert.True(holds.Times > 0, "the output never fell behind: the test did not test holding");
+        Assert.True(holds.Total > TimeSpan.Zero);
     }
 
     [Fact]
