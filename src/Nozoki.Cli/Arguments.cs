@@ -55,6 +55,32 @@ internal static class Arguments
         }),
     });
 
+    /// <summary>
+    /// `-p PID[,PID...]` of break: repeatable, each a PID or a list separated by commas or blanks (`-p "$(pidof x)"`),
+    /// as trace's; duplicates once, in the order given.
+    /// </summary>
+    public static Option<int[]> PidListOption(string description) => new("--pid", "-p")
+    {
+        Description = description,
+        Arity = ArgumentArity.OneOrMore,
+        AllowMultipleArgumentsPerToken = false,
+        CustomParser = r =>
+        {
+            var pids = new List<int>();
+            foreach (var t in r.Tokens)
+            {
+                var parts = t.Value.Split([',', ' ', '\t', '\n'], StringSplitOptions.RemoveEmptyEntries);
+                foreach (var part in parts.Length > 0 ? parts : [t.Value])
+                {
+                    if (!TryParsePid(part, out var pid, out var problem)) return Fail<int[]>(r, problem);
+                    if (!pids.Contains(pid)) pids.Add(pid);
+                }
+            }
+
+            return [.. pids];
+        },
+    };
+
     /// <summary>A whole number from <paramref name="min"/> to <paramref name="max"/>.</summary>
     public static Option<int> Int(Option<int> option, int min, int max, string expected)
     {

@@ -27,7 +27,7 @@ public sealed class BreakTests(ITestOutputHelper output)
     internal static string Lib => Fixtures.Build("libbrk.so", "brk_lib.c", "gcc", "-g", "-shared", "-fPIC");
 
     /// <summary>A running brk_chain: stdin a pipe (one byte ends its loop), stdout a file.</summary>
-    private sealed class Running : IDisposable
+    internal sealed class Running : IDisposable
     {
         private readonly TempDir _dir = new();
 
@@ -64,7 +64,7 @@ public sealed class BreakTests(ITestOutputHelper output)
     }
 
     /// <summary>The process is not traced and the code at every site of SYMBOL is byte for byte its file's.</summary>
-    private static void AssertLeftAsItWas(int pid, params string[] symbols)
+    internal static void AssertLeftAsItWas(int pid, params string[] symbols)
     {
         Assert.Equal(0, ProcStatus.Get(pid).TracerPid);
         var process = ProcessSymbols.ForProcess(pid);

@@ -74,10 +74,10 @@ public sealed partial class InferiorCallTests
     [GeneratedRegex(@"^status loops=(\d+) mismatches=(\d+) usr1=(\d+) usr1_in_call=(\d+) segv=(\d+) tick_ns=(\d+) other=(\d+)$", RegexOptions.Multiline)]
     private static partial Regex StatusLine();
 
-    private sealed record Status(long Loops, long Mismatches, int Usr1, int Usr1InCall, int Segv, long TickNs, long Other);
+    internal sealed record Status(long Loops, long Mismatches, int Usr1, int Usr1InCall, int Segv, long TickNs, long Other);
 
     /// <summary>Asks the fixture for its status line (SIGUSR2) and waits for a new one.</summary>
-    private static Status AskStatus(Tracee tracee)
+    internal static Status AskStatus(Tracee tracee)
     {
         var seen = StatusLine().Matches(tracee.StdoutFileText()).Count;
         Assert.True(Signals.Send(tracee.Pid, Signals.SIGUSR2).IsOk);

@@ -12,14 +12,17 @@ namespace Nozoki.Cli.Output;
 
 /// <summary>
 /// `TIME COMM PID TID LOCATION [rdi=0x.. ...]` per hit on stdout, then with --backtrace its frames
-/// (`#0 0x00007f.. module!symbol+0xoff (file:line)`), indented; messages on stderr.
+/// (`#0 0x00007f.. module!symbol+0xoff (file:line)`), indented; with --call the call's line
+/// (`call FUNC() = 0xRAX (HELD us)`, or what went wrong) and the bytes it wrote to fds 1 and 2, as written, each line
+/// indented; messages on stderr.
 /// </summary>
 internal sealed class TextBreakSink(bool quiet, bool args) : IBreakSink
 {
     private static readonly string[] ArgNames = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
+    private const string Indent = "    ";
     private const int FlushChars = 1 << 16;
     private readonly StringBuilder _sb = new(FlushChars + 4096);
-    private byte[] _bytes = new byte[3 * (FlushChars + 4096)];
+    private readonly ArrayBufferWriter<byte> _bytes = new(3 * (FlushChars + 4096));
 
     // A hot location is hit thousands of times with the same frames: its text and each frame's line are made once.
     private const int MaxCachedFrames = 1 << 16;
@@ -51,10 +54,11 @@ internal sealed class TextBreakSink(bool quiet, bool args) : IBreakSink
         _sb.Append('\n');
         if (hit.Frames is { } frames)
         {
-            foreach (var f in frames) _sb.Append("    ").Append(FrameLine(f)).Append('\n');
+            foreach (var f in frames) _sb.Append(Indent).Append(FrameLine(f)).Append('\n');
         }
 
-        if (_sb.Length >= FlushChars) Flush();
+        if (hit.Call is { } call) AppendCall(call);
+        if (_sb.Length + _bytes.WrittenCount >= FlushChars) Flush();
     }
 
     private string FrameLine(Frame f)
@@ -67,15 +71,43 @@ internal sealed class TextBreakSink(bool quiet, bool args) : IBreakSink
         return line;
     }
 
-    public void Flush()
+    private void AppendCall(InferiorCallResult call)
+    {
+        var ic = CultureInfo.InvariantCulture;
+        var held = (call.Held.Ticks / 10.0).ToString("0.0", ic) + " us";
+        _sb.Append(Indent).Append("call ").Append(call.Function).Append("()");
+        if (call.Outcome == CallOutcome.Returned) _sb.Append(" = 0x").Append(call.ReturnValue.ToString("x", ic));
+        else _sb.Append(": ").Append(call.Problem);
+        _sb.Append(" (").Append(held).Append(')').Append('\n');
+        // The bytes as the function wrote them (not decoded: nothing changed, nothing lost), a line at a time, indented.
+        var output = call.OutputBytes();
+        if (output.Length == 0) return;
+        MoveText();
+        var start = true;
+        foreach (var b in output)
+        {
+            if (start) Encoding.ASCII.GetBytes(Indent, _bytes);
+            _bytes.Write([b]);
+            start = b == (byte)'\n';
+        }
+
+        if (!start) _bytes.Write("\n"u8);
+    }
+
+    /// <summary>The text so far into the byte buffer (where raw output bytes follow it).</summary>
+    private void MoveText()
     {
         if (_sb.Length == 0) return;
-        var need = Encoding.UTF8.GetMaxByteCount(_sb.Length);
-        if (_bytes.Length < need) _bytes = new byte[need];
-        var length = 0;
-        foreach (var chunk in _sb.GetChunks()) length += Encoding.UTF8.GetBytes(chunk.Span, _bytes.AsSpan(length));
+        foreach (var chunk in _sb.GetChunks()) Encoding.UTF8.GetBytes(chunk.Span, _bytes);
         _sb.Clear();
-        FdWriter.Stdout.WriteLines(_bytes.AsSpan(0, length));
+    }
+
+    public void Flush()
+    {
+        MoveText();
+        if (_bytes.WrittenCount == 0) return;
+        FdWriter.Stdout.WriteLines(_bytes.WrittenSpan);
+        _bytes.ResetWrittenCount();
     }
 
     public void OnProblem(string message) => Say(message);
@@ -108,7 +140,10 @@ internal sealed class TextBreakSink(bool quiet, bool args) : IBreakSink
     }
 }
 
-/// <summary>One JSON object per hit: time, comm, pid, tid, location, spec, args[6], frames[] (with --backtrace).</summary>
+/// <summary>
+/// One JSON object per hit: time, comm, pid, tid, location, spec, args[6], frames[] (with --backtrace), call (with --call:
+/// function, outcome, return, output, held_us; fault or timeout details).
+/// </summary>
 internal sealed class JsonBreakSink : IBreakSink
 {
     private readonly System.Buffers.ArrayBufferWriter<byte> _buffer = new(4096);
@@ -137,9 +172,41 @@ internal sealed class JsonBreakSink : IBreakSink
             _json.WriteEndArray();
         }
 
+        if (hit.Call is { } call) WriteCall(call);
         _json.WriteEndObject();
         EndLine();
         if (_buffer.WrittenCount >= 1 << 16) Flush();
+    }
+
+    private void WriteCall(InferiorCallResult call)
+    {
+        var ic = CultureInfo.InvariantCulture;
+        _json.WriteStartObject("call");
+        _json.WriteString("function", call.Function);
+        _json.WriteString("outcome", call.Outcome switch
+        {
+            CallOutcome.Returned => "returned",
+            CallOutcome.Faulted => "faulted",
+            CallOutcome.TimedOut => "timed_out",
+            CallOutcome.Lost => "lost",
+            _ => "refused",
+        });
+        if (call.Outcome == CallOutcome.Returned) _json.WriteString("return", "0x" + call.ReturnValue.ToString("x", ic));
+        if (call.Outcome == CallOutcome.Faulted)
+        {
+            _json.WriteString("signal", Signals.Name(call.FaultSignal));
+            _json.WriteString("fault_address", "0x" + call.FaultAddress.ToString("x", ic));
+            _json.WriteString("fault_pc", "0x" + call.FaultPc.ToString("x", ic));
+        }
+
+        if (call.Problem is { } problem) _json.WriteString("problem", problem);
+        // Output that is not UTF-8 is given as its bytes' base64 instead, never changed.
+        var output = call.OutputBytes();
+        if (System.Text.Unicode.Utf8.IsValid(output)) _json.WriteString("output", output);
+        else _json.WriteBase64String("output_base64", output);
+        _json.WriteNumber("held_us", Math.Round(call.Held.Ticks / 10.0, 1));
+        if (call.HeldSignals > 0) _json.WriteNumber("held_signals", call.HeldSignals);
+        _json.WriteEndObject();
     }
 
     private void WriteFrame(Frame f)

@@ -87,14 +87,14 @@ internal sealed class BreakpointSet
         // The other threads of the process are stopped from here until OnSingleStep.
         StepOvers++;
         _stepping[stop.Tid] = (stop.Pid, site);
-        return table.Uncover(site) && stop.SetInstructionPointer(site);
+        return table.Uncover(site, stop.Tid) && stop.SetInstructionPointer(site);
     }
 
     /// <summary>A step trap: true if it was the step over one of this set's sites (the int3 is back).</summary>
     public bool OnSingleStep(in StepStop stop)
     {
         if (!_stepping.Remove(stop.Tid, out var s)) return false;
-        if (_tables.TryGetValue(s.Pid, out var table)) table.Cover(s.Address);
+        if (_tables.TryGetValue(s.Pid, out var table)) table.Cover(s.Address, stop.Tid);
         return true;
     }
 

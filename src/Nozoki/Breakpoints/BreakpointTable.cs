@@ -105,21 +105,49 @@ internal sealed class BreakpointTable(int pid)
     /// <summary>Whether address had a site that was removed (a trap there may still be reported).</summary>
     public bool WasRemoved(ulong address) => _removed.Contains(address);
 
-    /// <summary>Puts the original byte back for a step over it (the site stays in the table).</summary>
+    /// <summary>Puts the original byte back for a step over it by TID, stopped (the site stays in the table).</summary>
     /// <remarks>Only while the other threads are kept stopped for the step (ITraceControl.SingleStep): no window asked.</remarks>
-    internal bool Uncover(ulong address)
+    internal bool Uncover(ulong address, int tid)
     {
         if (!_sites.TryGetValue(address, out var site)) return false;
         Writing?.Invoke(this, address);
-        return ProcessMemoryWriter.Write(Pid, address, [site.Original]).IsOk;
+        return ProcessMemoryWriter.Write(tid, Pid, address, [site.Original]).IsOk;
     }
 
-    /// <summary>Writes the int3 again after a step, if the site is still wanted (at the step trap, the others still stopped).</summary>
-    internal void Cover(ulong address)
+    /// <summary>Writes the int3 again after a step, if the site is still wanted (at TID's step trap, the others still stopped).</summary>
+    internal void Cover(ulong address, int tid)
     {
         if (!_sites.ContainsKey(address)) return;
         Writing?.Invoke(this, address);
-        ProcessMemoryWriter.Write(Pid, address, [X86_64.Int3]);
+        ProcessMemoryWriter.Write(tid, Pid, address, [X86_64.Int3]);
+    }
+
+    /// <summary>
+    /// Puts every original byte back for a while, the sites staying in the table, until <see cref="CoverAll"/>: for a
+    /// call into the process at a hit (the called function must not trap on them). Every other thread is stopped for
+    /// it (they stay stopped during the call). The writes go through TID, the thread of the stop. False, nothing
+    /// written, when they cannot all be stopped.
+    /// </summary>
+    internal bool UncoverAll(int tid)
+    {
+        if (Control is { } c && !c.StopAllThreads(Pid)) return false;
+        foreach (var (address, site) in _sites)
+        {
+            Writing?.Invoke(this, address);
+            ProcessMemoryWriter.Write(tid, Pid, address, [site.Original]);
+        }
+
+        return true;
+    }
+
+    /// <summary>Writes every int3 again after <see cref="UncoverAll"/>, through TID (the other threads still stopped).</summary>
+    internal void CoverAll(int tid)
+    {
+        foreach (var address in _sites.Keys)
+        {
+            Writing?.Invoke(this, address);
+            ProcessMemoryWriter.Write(tid, Pid, address, [X86_64.Int3]);
+        }
     }
 
     /// <summary>Puts every original byte back (before detaching, every thread in a stop) and forgets the sites.</summary>

@@ -32,6 +32,12 @@ public readonly ref struct BreakHit
 
     /// <summary>The hit thread's native backtrace (frame 0 is the site), or null without <see cref="BreakOptions.Backtrace"/>.</summary>
     public IReadOnlyList<Frame>? Frames { get; init; }
+
+    /// <summary>
+    /// What <see cref="BreakOptions.Call"/> did at this hit (after the backtrace was taken), or null: no call asked, or
+    /// none made (the function is not found in the process, or calls stopped there after one timed out).
+    /// </summary>
+    public InferiorCallResult? Call { get; init; }
 }
 
 /// <summary>Where break hits go. Calls never overlap (ptrace hits on the ptrace thread, uprobe hits on the reader thread).</summary>
@@ -77,10 +83,29 @@ public sealed class BreakOptions
 
     /// <summary>A LOCATION that matches nothing in an attached process now waits for a module that defines it (dlopen).</summary>
     public bool Pending { get; init; }
+
+    /// <summary>
+    /// A function to call, `FUNC()` with no arguments, in the hit thread at each hit (<see cref="InferiorCall"/>), as
+    /// gdb's `call` in a breakpoint's `commands` does: any spec of <see cref="ProcessSymbols.Resolve"/> naming one
+    /// function (`rb_backtrace`, `libruby*:rb_backtrace`), resolved in each process when its sites are armed. The hit
+    /// thread must stop for it: every site is then a ptrace breakpoint, whatever <see cref="Mechanism"/> says.
+    /// </summary>
+    public string? Call { get; init; }
+
+    /// <summary>How long a <see cref="Call"/> may take before it is abandoned (<see cref="CallOutcome.TimedOut"/>).</summary>
+    public TimeSpan CallTimeout { get; init; } = InferiorCall.DefaultTimeout;
 }
 
 /// <summary>How long hit threads were held, per hit (ptrace breakpoints: from the stop to the resume after the step-over).</summary>
 public readonly record struct HoldStatistics(long Hits, TimeSpan Median, TimeSpan P99, TimeSpan Max);
+
+/// <summary>
+/// How long uprobe hits held the processes: a uprobe hit does not stop its thread, but when the reader falls behind
+/// (the kernel's ring more than a quarter full) nozoki stops every thread of the process until it has caught up
+/// (<see cref="ITraceControl.Hold"/>). Times is how many such holds there were, Total how long they lasted in all (from
+/// the request to the release).
+/// </summary>
+public readonly record struct PressureHolds(int Times, TimeSpan Total);
 
 /// <summary>
 /// Breaks at code LOCATIONs (see <see cref="ProcessSymbols.Resolve"/>) in every process of a session and reports each
@@ -96,6 +121,18 @@ public readonly record struct HoldStatistics(long Hits, TimeSpan Median, TimeSpa
 /// session's <see cref="BreakpointSet"/>: the thread stops, is unwound from live memory, and the displaced instruction
 /// is single-stepped with the other threads kept out of the window.
 /// </para>
+/// <para>
+/// With <see cref="BreakOptions.Call"/>, every site is a ptrace breakpoint: at each hit the backtrace is taken, then
+/// the function is called in the stopped thread (<see cref="InferiorCall"/>, every other thread of the process kept
+/// stopped and every site of the process disarmed meanwhile, so that the called function runs none of them), then
+/// the hit is reported with what the call did, and the displaced instruction is stepped over. A call that timed out
+/// may have left a lock taken: no more calls are made in that process (its hits are still reported).
+/// </para>
+/// <para>
+/// One tracer serves one session. For several processes at once (`break -p PID,PID`), give each session its own
+/// <see cref="Sibling"/>: siblings report to the same sink (never at the same time), count their hits against the
+/// same <see cref="BreakOptions.Count"/>, and share their figures (hits, hold times, sites) and <see cref="LimitReached"/>.
+/// </para>
 /// </summary>
 public sealed class BreakTracer : ITraceObserver, IDisposable
 {
@@ -109,12 +146,15 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
     private readonly Dictionary<int, Unwinder?> _unwinders = [];
     private readonly Dictionary<int, LiveMemory> _live = [];
     private readonly Dictionary<int, long> _heldSince = [];
-    private readonly List<long> _holds = [];
+    private readonly List<long> _holds;
     private readonly ulong[] _args = new ulong[6];
-    private readonly Lock _gate = new();
+    private readonly Lock _gate;
+    private readonly Shared _shared;
     private readonly HashSet<string> _everMatched = [];
+    private readonly Lock _pressureGate = new();
+    private readonly Dictionary<int, long> _pressureSince = [];
     private byte[] _stackCopy = [];
-    private long _hits;
+    private InferiorCall? _calls;
     private int _skipExecOf = -1;
     private int _launchedPid;
     private bool _launched;
@@ -136,28 +176,93 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
         _options = options ?? new BreakOptions();
         if (_options.StackSize is < 8 or > 61440 || _options.StackSize % 8 != 0)
             throw new ArgumentOutOfRangeException(nameof(options), "the stack size must be a multiple of 8 from 8 to 61440 bytes");
+        if (_options.Call is { } call && (call.Trim().Length == 0 || _options.CallTimeout <= TimeSpan.Zero))
+            throw new ArgumentOutOfRangeException(nameof(options), "the function to call must be named, its timeout above 0");
+        _shared = new Shared();
+        _gate = _shared.Gate;
+        _holds = _shared.Holds;
         _linkMap = new LinkMapWatcher(_breakpoints, new LinkMapListener(this));
     }
 
-    /// <summary>Called when Count hits were reported or the uprobe reader failed; typically requests a detach.</summary>
-    public Action? LimitReached { get; set; }
+    private BreakTracer(BreakTracer first)
+    {
+        _specs = first._specs;
+        _sink = first._sink;
+        _options = first._options;
+        _shared = first._shared;
+        _gate = _shared.Gate;
+        _holds = _shared.Holds;
+        _linkMap = new LinkMapWatcher(_breakpoints, new LinkMapListener(this));
+    }
 
-    public long Hits => Interlocked.Read(ref _hits);
+    /// <summary>
+    /// A tracer for another session (another process) that shares this one's locations, options, sink, hit count
+    /// (<see cref="BreakOptions.Count"/> counts the hits of all), figures and <see cref="LimitReached"/>.
+    /// </summary>
+    public BreakTracer Sibling() => new(this);
+
+    /// <summary>What siblings share; its gate serializes every sink call of all of them.</summary>
+    private sealed class Shared
+    {
+        public readonly Lock Gate = new();
+        public readonly List<long> Holds = [];
+        public long Taken, Hits, Lost, PressureTicks;
+        public int UprobeSites, PtraceSites, PressureHolds;
+        public volatile bool AnyMatched;
+        public Action? LimitReached;
+        public Exception? ReaderError;
+    }
+
+    /// <summary>Called when Count hits were reported or the uprobe reader failed; typically requests a detach.</summary>
+    public Action? LimitReached
+    {
+        get => _shared.LimitReached;
+        set => _shared.LimitReached = value;
+    }
+
+    /// <summary>Hits reported (by this tracer and its siblings).</summary>
+    public long Hits => Interlocked.Read(ref _shared.Hits);
 
     /// <summary>Hits the kernel recorded no sample for (a full ring buffer); each loss was reported.</summary>
-    public long Lost { get; private set; }
+    public long Lost
+    {
+        get => Interlocked.Read(ref _shared.Lost);
+        private set => Interlocked.Exchange(ref _shared.Lost, value);
+    }
 
-    /// <summary>What stopped the uprobe reader (e.g. the sink's output was closed), if anything.</summary>
-    public Exception? ReaderError { get; private set; }
+    /// <summary>What stopped a uprobe reader (e.g. the sink's output was closed), if anything.</summary>
+    public Exception? ReaderError
+    {
+        get => _shared.ReaderError;
+        private set => Interlocked.CompareExchange(ref _shared.ReaderError, value, null);
+    }
 
-    /// <summary>Sites armed with kernel uprobes, over the whole session.</summary>
-    public int UprobeSites { get; private set; }
+    /// <summary>Sites armed with kernel uprobes, over the whole session (and its siblings').</summary>
+    public int UprobeSites => Volatile.Read(ref _shared.UprobeSites);
 
-    /// <summary>Sites armed with ptrace breakpoints, over the whole session.</summary>
-    public int PtraceSites { get; private set; }
+    /// <summary>Sites armed with ptrace breakpoints, over the whole session (and its siblings').</summary>
+    public int PtraceSites => Volatile.Read(ref _shared.PtraceSites);
 
-    /// <summary>Whether any location matched a site in any process at any time of the session.</summary>
-    public bool AnyMatched { get; private set; }
+    /// <summary>Whether any location matched a site in any process at any time of the session (or of a sibling's).</summary>
+    public bool AnyMatched
+    {
+        get => _shared.AnyMatched;
+        private set => _shared.AnyMatched = value;
+    }
+
+    /// <summary>How often, and how long in all, uprobe hits made nozoki hold a process (its rings filled faster than read).</summary>
+    public PressureHolds PressureHolds
+    {
+        get
+        {
+            lock (_pressureGate)
+            {
+                return new PressureHolds(_shared.PressureHolds, Ticks(_shared.PressureTicks));
+            }
+        }
+    }
+
+    private static TimeSpan Ticks(long stopwatchTicks) => TimeSpan.FromTicks((long)(stopwatchTicks * (double)TimeSpan.TicksPerSecond / Stopwatch.Frequency));
 
     /// <summary>
     /// Checks every location against PID now (before attaching): throws <see cref="SymbolLookupException"/> for the
@@ -182,6 +287,23 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
         return result;
     }
 
+    /// <summary>
+    /// Checks <see cref="BreakOptions.Call"/> against PID now (before attaching): throws <see cref="SymbolLookupException"/>
+    /// when it names no function there (with the nearest names) or several. Returns where it is (null without a call).
+    /// </summary>
+    public CodeLocation? CheckCall(int pid) =>
+        _options.Call is { } function ? ResolveCall(ProcessSymbols.ForProcess(pid), function).Location : null;
+
+    /// <summary>FUNCTION in the process: a spec naming one function (in one module or, interposed, in several).</summary>
+    private static CallTarget ResolveCall(ProcessSymbols symbols, string function)
+    {
+        var names = symbols.Resolve(function).Select(l => l.Symbol ?? "0x" + l.FileAddress.ToString("x", System.Globalization.CultureInfo.InvariantCulture))
+            .Distinct(StringComparer.Ordinal).ToList();
+        if (names.Count > 1)
+            throw new SymbolLookupException($"{function}: matches {names.Count} functions ({string.Join(", ", names.Take(5))}{(names.Count > 5 ? ", ..." : "")}); name one", []);
+        return InferiorCall.Resolve(symbols, function);
+    }
+
     /// <summary>Hold times of the ptrace hits so far (null when no hit stopped a thread: uprobes do not).</summary>
     public HoldStatistics? Holds()
     {
@@ -189,8 +311,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
         lock (_gate) ticks = [.. _holds];
         if (ticks.Length == 0) return null;
         Array.Sort(ticks);
-        static TimeSpan T(long t) => TimeSpan.FromTicks((long)(t * (double)TimeSpan.TicksPerSecond / Stopwatch.Frequency));
-        return new HoldStatistics(ticks.Length, T(ticks[ticks.Length / 2]), T(ticks[Math.Min(ticks.Length - 1, (int)Math.Ceiling(ticks.Length * 0.99) - 1)]), T(ticks[^1]));
+        return new HoldStatistics(ticks.Length, Ticks(ticks[ticks.Length / 2]), Ticks(ticks[Math.Min(ticks.Length - 1, (int)Math.Ceiling(ticks.Length * 0.99) - 1)]), Ticks(ticks[^1]));
     }
 
     private sealed class LinkMapListener(BreakTracer tracer) : ILinkMapListener
@@ -222,6 +343,11 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
         public readonly HashSet<int> Threads = [];
         public ProcessSymbols? Symbols;
         public bool StartupPending;
+
+        // --call: the function in this process (null: not found yet), and whether calls stopped here (one timed out).
+        public CallTarget? CallTarget;
+        public bool CallMissingSaid;
+        public bool CallsStopped;
     }
 
     public void OnStarted(ITraceControl control)
@@ -229,6 +355,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
         _control = control;
         _breakpoints.OnStarted(control);
         _launched = control.Launched;
+        if (_options.Call is not null) _calls = new InferiorCall(control);
     }
 
     public void OnAttached(int pid, int threadCount)
@@ -256,6 +383,8 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
             ForgetUnwinder(pid);
             _comms.Clear();
         }
+
+        _calls?.Forget(pid);
 
         _processes.Remove(pid);
         _breakpoints.OnExec(pid);
@@ -303,6 +432,8 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
             return;
         }
 
+        if (_options.Call is not null && p.CallTarget is null) TryResolveCall(p, sayMissing: false);
+
         // The unwinder reads the maps now: uprobe samples may be drained after the process is gone (exit).
         if (_options.Backtrace)
         {
@@ -347,7 +478,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
                 }
 
                 p.Sites[location.Address] = new Site(spec, location, uprobe: false, original[0]);
-                PtraceSites++;
+                Interlocked.Increment(ref _shared.PtraceSites);
                 traps++;
             }
 
@@ -363,7 +494,8 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
 
     private bool WantsUprobe(ProcessSites p)
     {
-        if (_options.Mechanism == BreakMechanism.Ptrace) return false;
+        // A call needs the thread stopped: a uprobe hit never stops it.
+        if (_options.Mechanism == BreakMechanism.Ptrace || _options.Call is not null) return false;
         if (!_uprobesTried)
         {
             _uprobesTried = true;
@@ -421,7 +553,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
         }
 
         p.Sites[location.Address] = site;
-        UprobeSites++;
+        Interlocked.Increment(ref _shared.UprobeSites);
         return true;
     }
 
@@ -447,13 +579,20 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
         if (_linkMap.OnHit(stop, address)) return true;
         if (!p.Sites.TryGetValue(address, out var site)) return _breakpoints.StepOver(stop, address);
 
-        lock (_gate)
+        if (_options.Call is null)
         {
-            // The thread's earlier uprobe hits (other sites) are in its ring already: report them first.
-            _uprobes?.Drain();
-            if (!_live.TryGetValue(stop.Tid, out var memory)) _live[stop.Tid] = memory = new LiveMemory(stop.Tid);
-            Report(DateTime.UtcNow, stop.Pid, stop.Tid, regs with { Rip = address }, memory, site);
-            _sink.Flush();
+            lock (_gate)
+            {
+                // The thread's earlier uprobe hits (other sites) are in its ring already: report them first.
+                _uprobes?.Drain();
+                if (!_live.TryGetValue(stop.Tid, out var memory)) _live[stop.Tid] = memory = new LiveMemory(stop.Tid);
+                Report(DateTime.UtcNow, stop.Pid, stop.Tid, regs with { Rip = address }, memory, site);
+                _sink.Flush();
+            }
+        }
+        else if (TakeHit())
+        {
+            ReportWithCall(stop, p, regs with { Rip = address }, site);
         }
 
         var stepped = _breakpoints.TryGet(stop.Pid, out var table) && table.TryGetOriginal(address, out var b) && b != X86_64.Nop;
@@ -481,20 +620,116 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
     private void Report(DateTime time, int pid, int tid, in X86Registers regs, IMemorySource memory, Site site)
     {
         // With --count N, hits after the Nth (before the detach takes effect) are not reported.
-        if (_options.Count > 0 && _hits >= _options.Count) return;
+        if (!TakeHit()) return;
+        IReadOnlyList<Frame>? frames = null;
+        if (_options.Backtrace) frames = Unwind(pid, tid, regs, memory);
+        Emit(time, pid, tid, regs, site, frames, null);
+    }
+
+    /// <summary>
+    /// A hit may be reported: false past --count (over this tracer and its siblings). Taken before the hit's work (its
+    /// call), so that two sessions never both make the Nth.
+    /// </summary>
+    private bool TakeHit() => _options.Count <= 0 || Interlocked.Increment(ref _shared.Taken) <= _options.Count;
+
+    /// <summary>Gives a taken hit to the sink; the Nth of --count calls LimitReached. Caller holds the gate.</summary>
+    private void Emit(DateTime time, int pid, int tid, in X86Registers regs, Site site, IReadOnlyList<Frame>? frames, InferiorCallResult? call)
+    {
         _args[0] = regs.Rdi;
         _args[1] = regs.Rsi;
         _args[2] = regs.Rdx;
         _args[3] = regs.Rcx;
         _args[4] = regs.R8;
         _args[5] = regs.R9;
-        IReadOnlyList<Frame>? frames = null;
-        if (_options.Backtrace) frames = Unwind(pid, tid, regs, memory);
         _sink.OnHit(new BreakHit
         {
             Time = time, Pid = pid, Tid = tid, Comm = Comm(pid, tid), Spec = site.Spec, Location = site.Location, Args = _args, Frames = frames,
+            Call = call,
         });
-        if (Interlocked.Increment(ref _hits) == _options.Count) LimitReached?.Invoke();
+        if (Interlocked.Increment(ref _shared.Hits) == _options.Count) _shared.LimitReached?.Invoke();
+    }
+
+    /// <summary>
+    /// A ptrace hit with --call: the backtrace first (the stack as the hit left it), then the call, then the report
+    /// (the call outside the gate: it may take up to its timeout, and siblings report meanwhile).
+    /// </summary>
+    private void ReportWithCall(in BreakpointStop stop, ProcessSites p, in X86Registers regs, Site site)
+    {
+        var time = DateTime.UtcNow;
+        IReadOnlyList<Frame>? frames = null;
+        if (_options.Backtrace)
+        {
+            lock (_gate)
+            {
+                if (!_live.TryGetValue(stop.Tid, out var memory)) _live[stop.Tid] = memory = new LiveMemory(stop.Tid);
+                frames = [.. Unwind(stop.Pid, stop.Tid, regs, memory)];
+            }
+        }
+
+        var call = Call(stop, p);
+        lock (_gate)
+        {
+            Emit(time, stop.Pid, stop.Tid, regs, site, frames, call);
+            if (call?.Problem is { } problem)
+            {
+                _sink.OnProblem(call.Outcome switch
+                {
+                    CallOutcome.TimedOut => $"{problem}; PID {stop.Pid}: no more calls (the next could wait for what the abandoned one holds)",
+                    CallOutcome.Lost => $"{problem}; PID {stop.Pid}: its sites stay disarmed",
+                    _ => problem,
+                });
+            }
+
+            _sink.Flush();
+        }
+    }
+
+    /// <summary>
+    /// Calls the function in the hit thread, with every site of the process disarmed (the other threads are stopped
+    /// for the call: no one else can miss them): a hit inside the called function is none of the program's, and an
+    /// int3 there would end the call as a fault. Null when no call is made.
+    /// </summary>
+    private InferiorCallResult? Call(in BreakpointStop stop, ProcessSites p)
+    {
+        if (_calls is null || p.CallsStopped) return null;
+        if (p.CallTarget is null && !TryResolveCall(p, sayMissing: true)) return null;
+        if (!_breakpoints.TryGet(stop.Pid, out var table) || !table.UncoverAll(stop.Tid)) return null;
+        var result = _calls.Call(stop, p.CallTarget!, _options.CallTimeout);
+        switch (result.Outcome)
+        {
+            case CallOutcome.TimedOut:
+                p.CallsStopped = true;
+                break;
+            case CallOutcome.Lost:
+                // The thread died, or the process executed a new program (then its old sites must not be written):
+                // the bytes stay the file's, and the next event (exit, exec) tells which.
+                p.CallsStopped = true;
+                return result;
+        }
+
+        table.CoverAll(stop.Tid);
+        return result;
+    }
+
+    /// <summary>Resolves the function to call in P (symbols as armed); says once when it is not there.</summary>
+    private bool TryResolveCall(ProcessSites p, bool sayMissing)
+    {
+        if (p.Symbols is null) return false;
+        try
+        {
+            p.CallTarget = ResolveCall(p.Symbols, _options.Call!);
+            return true;
+        }
+        catch (SymbolLookupException e)
+        {
+            if (sayMissing && !p.CallMissingSaid)
+            {
+                p.CallMissingSaid = true;
+                Problem($"call {e.Message}: the hits of PID {p.Pid} are reported without it until a module that defines it is loaded");
+            }
+
+            return false;
+        }
     }
 
     private IReadOnlyList<Frame> Unwind(int pid, int tid, in X86Registers regs, IMemorySource memory)
@@ -566,17 +801,38 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
         public void OnLost(int pid, int tid, ulong count)
         {
             // Past --count the hits are not wanted: that the kernel dropped some of them is no loss.
-            if (tracer._options.Count > 0 && tracer._hits >= tracer._options.Count) return;
+            if (tracer._options.Count > 0 && tracer.Hits >= tracer._options.Count) return;
             tracer.Lost += (long)count;
             tracer._sink.OnProblem($"{count} hits of thread {tid} (PID {pid}) were lost: the kernel's ring buffer was full (output too slow)");
         }
 
-        public void OnPressure(int pid, bool hold) => tracer._control?.Hold(pid, hold);
+        public void OnPressure(int pid, bool hold)
+        {
+            tracer.Pressure(pid, hold);
+            tracer._control?.Hold(pid, hold);
+        }
 
         public void OnReaderFailed(Exception error)
         {
             tracer.ReaderError = error;
             tracer.LimitReached?.Invoke();
+        }
+    }
+
+    /// <summary>Times the holds the uprobe reader asks for (pid -1: its warm-up, no hold). Monitor or reader thread.</summary>
+    private void Pressure(int pid, bool hold)
+    {
+        if (pid < 0) return;
+        lock (_pressureGate)
+        {
+            if (hold)
+            {
+                if (_pressureSince.TryAdd(pid, Stopwatch.GetTimestamp())) _shared.PressureHolds++;
+            }
+            else if (_pressureSince.Remove(pid, out var since))
+            {
+                _shared.PressureTicks += Stopwatch.GetTimestamp() - since;
+            }
         }
     }
 
@@ -607,6 +863,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
         {
             var child = Get(newPid);
             foreach (var (address, site) in parent.Sites) child.Sites[address] = site;
+            child.CallTarget = parent.CallTarget; // the same mappings: a fork's copy
             _breakpoints.OnNewProcess(parentPid, newPid, follow: true);
             _linkMap.OnNewProcess(parentPid, newPid, follow: true);
             child.Threads.Add(newTid);
@@ -662,6 +919,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
         // Closing the events drains what is left and has the kernel restore the bytes.
         lock (_gate) _uprobes?.CloseProcess(pid);
         _processes.Remove(pid);
+        _calls?.Forget(pid);
         _breakpoints.OnDetaching(pid);
         _linkMap.Forget(pid);
     }
@@ -672,6 +930,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
         {
             _uprobes?.CloseProcess(pid);
             _processes.Remove(pid);
+            _calls?.Forget(pid);
             _breakpoints.OnProcessExited(pid);
             _linkMap.Forget(pid);
             ForgetUnwinder(pid);

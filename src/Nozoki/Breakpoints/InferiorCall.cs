@@ -115,6 +115,9 @@ public sealed class InferiorCall
 
     private readonly ITraceControl _control;
 
+    // AT_ENTRY of each process called into (read once: a call is often made many times in the same process).
+    private readonly Dictionary<int, ulong> _entries = [];
+
     /// <summary>A caller for the session whose observer was given CONTROL (ITraceObserver.OnStarted).</summary>
     public InferiorCall(ITraceControl control)
     {
@@ -151,7 +154,7 @@ public sealed class InferiorCall
         if (!_saved.Save(tid) || !PtraceCalls.GetRegs(tid, out var regs).IsOk || !PtraceCalls.GetSigMask(tid, out var mask).IsOk
             || AtSyscallEntry(tid))
             return Result(target, CallOutcome.Refused, 0, default, 0, start, timeout);
-        var entry = EntryPoint(pid);
+        if (!_entries.TryGetValue(pid, out var entry)) _entries[pid] = entry = EntryPoint(pid);
         Span<byte> original = stackalloc byte[1];
         if (entry == 0 || ProcessMemory.Read(tid, entry, original).BytesRead != 1)
             return Result(target, CallOutcome.Refused, 0, default, 0, start, timeout);
@@ -160,7 +163,7 @@ public sealed class InferiorCall
         var frame = ((regs.Rsp - RedZone) & ~15UL) - 8;
         Span<byte> word = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(word, entry);
-        if (!ProcessMemoryWriter.Write(pid, frame, word).IsOk || !ProcessMemoryWriter.Write(pid, entry, [X86_64.Int3]).IsOk)
+        if (!ProcessMemoryWriter.Write(tid, pid, frame, word).IsOk || !ProcessMemoryWriter.Write(tid, pid, entry, [X86_64.Int3]).IsOk)
             return Result(target, CallOutcome.Refused, 0, default, 0, start, timeout);
 
         var call = regs;
@@ -178,7 +181,8 @@ public sealed class InferiorCall
             outcome = Run(tid, entry, frame, deadline, ref value, ref faultSignal, ref faultAddress, ref faultPc);
         }
 
-        ProcessMemoryWriter.Write(pid, entry, original);
+        // Through the thread while it is ours; after a timeout's interrupt it still is (Lost: then through the file).
+        ProcessMemoryWriter.Write(tid, pid, entry, original);
         if (outcome is CallOutcome.Lost or CallOutcome.Refused) return Result(target, outcome, 0, default, 0, start, timeout);
         _saved.Restore(tid);
         PtraceCalls.SetSigMask(tid, mask);
@@ -186,6 +190,13 @@ public sealed class InferiorCall
         foreach (var sig in _held) Libc.tgkill(pid, tid, sig);
         return Result(target, outcome, value, (faultSignal, faultAddress, faultPc), _held.Count, start, timeout);
     }
+
+    /// <summary>
+    /// PID executed a new program, or is gone: what is known of it (its entry point, read at its first call) is read
+    /// again at its next call. A caller that calls into a process again after an exec must say so (ITraceObserver.OnExec);
+    /// otherwise the call returns to the old program's entry point (most likely a fault, reported; every byte restored).
+    /// </summary>
+    public void Forget(int pid) => _entries.Remove(pid);
 
     /// <summary>
     /// A syscall-entry (or seccomp) stop: the kernel would skip that syscall once orig_rax is -1, and the restore after

@@ -6,6 +6,7 @@ namespace Nozoki.Native;
 internal static class Ptrace
 {
     internal const long PEEKDATA = 2;
+    internal const long POKEDATA = 5;
     internal const long GETREGS = 12;
     internal const long SETREGS = 13;
     internal const long DETACH = 17;

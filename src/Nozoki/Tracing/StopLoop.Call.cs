@@ -8,15 +8,22 @@ namespace Nozoki.Tracing;
 /// ITraceControl.RunAlone, for a call into the process (Breakpoints/InferiorCall.cs): the observer resumes the thread
 /// of its stop and waits for that thread's next stop without leaving its call. The other threads of the process are
 /// stopped as for a single-step (StopOthers; their stops replayed after the observer returns), so that nothing else of
-/// the process runs meanwhile. waitpid on the one thread leaves every other task's event queued for the main wait.
+/// the process runs meanwhile. The wait polls the one thread for a few microseconds, then sleeps in waitpid(-1) as the
+/// main wait does: an event of another task that comes meanwhile (another process of the session) is deferred, as for
+/// a step, and handled after the observer returns; the deadline ends the sleep by waking the loop (its waker).
 /// </summary>
 internal sealed partial class StopLoop
 {
     // How long the wait for the thread polls before it sleeps: most stops of a short call (its syscalls, its return)
-    // come within microseconds. Then it sleeps in short steps (not sched_yield: on a loaded machine a yield hands the
-    // CPU to whatever else runs for a whole time slice), growing up to a millisecond for a call that takes long.
+    // come within microseconds. Without a waker (detaching) it sleeps in short steps instead of blocking (not
+    // sched_yield: on a loaded machine a yield hands the CPU to whatever else runs for a whole time slice), growing up
+    // to a millisecond for a call that takes long.
     private static readonly long AloneSpinTicks = Stopwatch.Frequency / 50_000;
     private const uint AloneFirstSleepMicroseconds = 10, AloneLongestSleepMicroseconds = 1000;
+
+    // Wakes the loop at a RunAlone deadline (created on first use, re-armed for each wait: no allocation per call).
+    private Timer? _aloneTimer;
+    private long _aloneDeadline = long.MaxValue;
 
     // After a PTRACE_INTERRUPT, how long its stop may take (a thread in an uninterruptible sleep answers late).
     private static readonly TimeSpan InterruptGrace = TimeSpan.FromSeconds(2);
@@ -79,7 +86,65 @@ internal sealed partial class StopLoop
     /// waitpid on one thread until DEADLINE: 1 when it reported, 0 when the deadline passed, -1 when it cannot report
     /// (not ours any more, or a thread group leader that died: its death waits for the other threads, ours, stopped).
     /// </summary>
-    private static int WaitAlone(int tid, long deadline, out int status)
+    private int WaitAlone(int tid, long deadline, out int status)
+    {
+        var start = Stopwatch.GetTimestamp();
+        while (Stopwatch.GetTimestamp() - start < AloneSpinTicks)
+        {
+            if (!PosixSpawn.WaitPid(tid, Wait.Tracees | Wait.WNOHANG, out var r, out status).IsOk) return -1;
+            if (r == tid) return 1;
+        }
+
+        return _waker.Pid > 0 ? BlockAlone(tid, deadline, out status) : PollAlone(tid, deadline, out status);
+    }
+
+    /// <summary>
+    /// waitpid(-1) until TID reports or DEADLINE passes (the timer kills the waker then): a block on the one thread
+    /// alone could not be ended. Another task's event is deferred for the loop; the waker's death is taken here (a new
+    /// waker started, unless detaching: the rest is polled then), and what woke it (a hold, a detach request) is seen
+    /// by the loop after the observer returns.
+    /// </summary>
+    private int BlockAlone(int tid, long deadline, out int status)
+    {
+        _aloneTimer ??= new Timer(_ =>
+        {
+            if (Stopwatch.GetTimestamp() >= Volatile.Read(ref _aloneDeadline)) _waker.Wake();
+        });
+        Volatile.Write(ref _aloneDeadline, deadline);
+        var due = TimeSpan.FromSeconds(Math.Max(0, deadline - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency);
+        _aloneTimer.Change(due + TimeSpan.FromMilliseconds(1), Timeout.InfiniteTimeSpan);
+        try
+        {
+            while (true)
+            {
+                status = 0;
+                if (Stopwatch.GetTimestamp() >= deadline) return 0;
+                var r = PosixSpawn.WaitPid(-1, Wait.Tracees, out var other, out status);
+                if (!r.IsOk) return r.Errno == Errno.EINTR ? 0 : -1;
+                if (other == tid) return 1;
+                if (other == _waker.Pid && !Wait.IfStopped(status))
+                {
+                    _waker.Reaped();
+                    if (detachRequested()) return PollAlone(tid, deadline, out status);
+                    _waker.Start();
+                    if (_waker.Pid == 0) return PollAlone(tid, deadline, out status);
+                    continue;
+                }
+
+                var known = _tasks.TryGetValue(other, out var u);
+                if (u is not null) u.StopDeferred = true;
+                _deferredStops.Add((other, u?.Tgid ?? ProcessInfo.ReadTgid(other), known, status));
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _aloneDeadline, long.MaxValue);
+            _aloneTimer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    /// <summary>waitpid on the one thread, polled with short sleeps, until DEADLINE (see WaitAlone).</summary>
+    private static int PollAlone(int tid, long deadline, out int status)
     {
         var start = Stopwatch.GetTimestamp();
         var sleep = AloneFirstSleepMicroseconds;

@@ -141,7 +141,8 @@ internal sealed partial class StopLoop
         for (var i = 0; i < _deferredStops.Count;)
         {
             var (tid, tgid, known, status) = _deferredStops[i];
-            if (_steppingProcesses.Contains(tgid))
+            // A stepping thread's own stop (its step trap, deferred by a RunAlone wait) ends the step: it goes first.
+            if (_steppingProcesses.Contains(tgid) && !(_tasks.TryGetValue(tid, out var stepping) && stepping.Stepping))
             {
                 i++;
                 continue;

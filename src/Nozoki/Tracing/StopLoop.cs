@@ -97,7 +97,11 @@ internal sealed partial class StopLoop(int pid, TraceOptions options, ITraceObse
 
     public void StartWaker() => _waker.Start();
 
-    public void StopWaker() => _waker.Stop();
+    public void StopWaker()
+    {
+        _waker.Stop();
+        _aloneTimer?.Dispose();
+    }
 
     /// <summary>
     /// Whether a waitpid status was the waker's: a stop (a wake) resumes it; its death (an untraced waker is killed to
