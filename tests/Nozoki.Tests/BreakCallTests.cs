@@ -204,6 +204,29 @@ public sealed partial class BreakCallTests(ITestOutputHelper output)
         p.AssertLeftAsItWas();
     }
 
+    [Theory]
+    [InlineData(2)]  // SIGINT
+    [InlineData(15)] // SIGTERM
+    public void A_signal_to_nozoki_during_a_call_lets_the_call_finish_and_leaves_the_process_as_it_was(int signo)
+    {
+        // slow() sleeps 300 ms between its two lines, and tick comes 200 us after it returns: a signal sent when its
+        // first line is out (the process's own stdout) comes in the middle of a call.
+        using var p = new CallTarget();
+        using var nozoki = NozokiCli.Start(["break", "-p", $"{p.Pid}", "tick", "--call", "slow"]);
+        nozoki.WaitForAttached(p.Pid);
+        Poll.Until(() => p.Tracee.StdoutFileText().Contains("slow start", StringComparison.Ordinal), Timeout, "a call to start");
+        nozoki.Signal(signo);
+        Assert.Equal(0, nozoki.WaitForExit(NozokiCli.ExitTimeout));
+        nozoki.AssertNoStackTrace();
+        output.WriteLine(nozoki.StdoutText() + nozoki.StderrText());
+        Assert.Matches(@"(?m)^    call slow\(\) = 0x7 \(\d+\.\d us\)$", nozoki.StdoutText());
+        Assert.Matches(@"(?m)^nozoki: [1-9]\d* hits?; hit threads held per hit", nozoki.StderrText());
+        // Every call it began, it finished: as many ends as starts in the process's own output.
+        var own = p.Tracee.StdoutFileText();
+        Assert.Equal(Regex.Count(own, "^slow start$", RegexOptions.Multiline), Regex.Count(own, "^slow end$", RegexOptions.Multiline));
+        p.AssertLeftAsItWas();
+    }
+
     [Fact]
     public void The_held_time_of_a_hit_includes_the_call_as_the_process_itself_measures_it()
     {
@@ -368,12 +391,13 @@ public sealed partial class BreakCallTests(ITestOutputHelper output)
     [Fact]
     public async Task With_uprobes_the_tracer_counts_the_holds_an_output_slower_than_the_hits_made()
     {
-        // 60,000 uprobe hits as fast as the loop makes them (a few microseconds each), an output of 25,000 a second:
-        // the rings fill past a quarter, and the process is held until the reader has caught up; nothing is lost.
-        const int n = 60_000;
+        // 30,000 uprobe hits as fast as the loop makes them (a few microseconds each, tens on a loaded machine), an
+        // output of 5,000 a second: the ring (8 MiB, ~40,000 of these samples) fills past a quarter whenever the loop
+        // makes more than 10,000 hits a second, and the process is held until the reader has caught up; nothing is lost.
+        const int n = 30_000;
         using var p = new BreakTests.Running(BreakTests.Chain(false), "bench", $"{n}");
         p.WaitFor("ready");
-        var sink = new SlowSink(1000, 40);
+        var sink = new SlowSink(100, 20);
         using var tracer = new BreakTracer(["brk_target"], sink, new BreakOptions { Mechanism = BreakMechanism.Uprobe });
         Nozoki.Tracing.TraceResult result;
         using (var session = Nozoki.Tracing.TraceSession.Attach(p.Pid, tracer, new Nozoki.Tracing.TraceOptions { TraceSyscalls = false }))
