@@ -206,6 +206,27 @@ public sealed partial class InspectTests
     }
 
     [Fact]
+    public void Without_netlink_sockets_are_read_from_proc_net_with_the_same_addresses_and_states()
+    {
+        using var k = KindsFixture.Start("all");
+        var diag = Nozoki.Inspection.ProcessInspector.Take(k.Pid, new() { Sections = Nozoki.Inspection.InspectSections.Descriptors });
+        var text = Nozoki.Inspection.ProcessInspector.Take(k.Pid, new() { Sections = Nozoki.Inspection.InspectSections.Descriptors, UseSockDiag = false });
+        var sockets = diag.Descriptors.Where(d => d.Socket is not null).ToList();
+        Assert.Equal(12, sockets.Count); // 4 unix, 3 TCP on 127.0.0.1, 3 on ::1, UDP, netlink
+        foreach (var d in sockets)
+        {
+            var a = d.Socket!;
+            var b = text.Descriptors.Single(x => x.Fd == d.Fd).Socket!;
+            Assert.Equal(("sock_diag", "/proc/net"), (a.Source, b.Source));
+            // /proc/net/netlink has no socket type; /proc/net/unix no peer.
+            Assert.Equal((a.Protocol, a.Protocol == "NETLINK" ? null : a.Type, a.State, a.Local, a.Remote, a.NetlinkProtocol, a.PortId), (b.Protocol, b.Type, b.State, b.Local, b.Remote, b.NetlinkProtocol, b.PortId));
+            if (a.Protocol != "UNIX") Assert.Equal((a.ReceiveQueue, a.State == "LISTEN" ? null : a.SendQueue), (b.ReceiveQueue, b.SendQueue));
+        }
+
+        Assert.Equal(k.Fds["unix_b"], Assert.Single(sockets.Single(d => d.Fd == k.Fds["unix_a"]).Socket!.Peers).Fd);
+    }
+
+    [Fact]
     public void The_other_end_of_a_pipe_is_the_child_that_holds_it()
     {
         using var k = KindsFixture.Start("all");
