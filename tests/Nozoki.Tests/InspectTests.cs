@@ -440,6 +440,25 @@ public sealed partial class InspectTests
     }
 
     [Fact]
+    public void A_user_sees_all_of_their_own_process_and_is_told_which_other_processes_were_not_searched()
+    {
+        using var k = KindsFixture.Start("sockets", prefix: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]);
+        using var p = NozokiCli.StartAsNobody(["inspect", "--json", $"{k.Pid}"]);
+        Assert.Equal(0, p.WaitForExit(Timeout));
+        NozokiCli.AssertNoStackTrace(p.StdoutText(), p.StderrText());
+        Assert.Equal("", p.StderrText());
+        var o = NozokiCli.ParseJson(ExternalProcess.SplitLines(p.StdoutText()).Single());
+        Assert.Equal(65534u, o.GetProperty("identity").GetProperty("uid").GetProperty("real").GetUInt32());
+        var a = Fd(o, k.Fds["unix_a"]).GetProperty("socket");
+        Assert.Equal(("sock_diag", k.Fds["unix_b"]), (Str(a, "source"), Assert.Single(a.GetProperty("peers").EnumerateArray()).GetProperty("fd").GetInt32()));
+        Assert.Equal($"127.0.0.1:{k.Ports["udp4"]}", Str(Fd(o, k.Fds["udp4"]).GetProperty("socket"), "local"));
+        Assert.All(o.GetProperty("threads").EnumerateArray(), t => Assert.Equal("syscall", Str(t, "activity")));
+        // Its stdin is a pipe whose other end the test (root) holds: root's descriptors are not nobody's to read.
+        var note = Assert.Single(o.GetProperty("problems").EnumerateArray());
+        Assert.Equal(("other ends", "other"), (Str(note, "what"), Str(note, "kind")));
+    }
+
+    [Fact]
     public void Namespaces_and_cgroup_of_a_contained_process_match_lsns_and_proc()
     {
         using var cgroup = TestCgroup.Create();

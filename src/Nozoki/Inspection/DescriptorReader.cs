@@ -90,7 +90,8 @@ internal static class DescriptorReader
         {
             others = PeerIndex.Find(pid, wanted, out var unreadable);
             if (unreadable > 0)
-                problems.Add(section, ProblemKind.PermissionDenied, "other ends",
+                // Not an error of this process's reading (a user looking at their own process meets it): a note.
+                problems.Add(section, ProblemKind.Other, "other ends",
                     $"the descriptors of {unreadable} other process{(unreadable == 1 ? "" : "es")} could not be read: holders of pipe ends and socket peers among them are not shown");
         }
 
