@@ -206,6 +206,27 @@ public sealed partial class InspectTests
     }
 
     [Fact]
+    public void Without_netlink_sockets_are_read_from_proc_net_with_the_same_addresses_and_states()
+    {
+        using var k = KindsFixture.Start("all");
+        var diag = Nozoki.Inspection.ProcessInspector.Take(k.Pid, new() { Sections = Nozoki.Inspection.InspectSections.Descriptors });
+        var text = Nozoki.Inspection.ProcessInspector.Take(k.Pid, new() { Sections = Nozoki.Inspection.InspectSections.Descriptors, UseSockDiag = false });
+        var sockets = diag.Descriptors.Where(d => d.Socket is not null).ToList();
+        Assert.Equal(12, sockets.Count); // 4 unix, 3 TCP on 127.0.0.1, 3 on ::1, UDP, netlink
+        foreach (var d in sockets)
+        {
+            var a = d.Socket!;
+            var b = text.Descriptors.Single(x => x.Fd == d.Fd).Socket!;
+            Assert.Equal(("sock_diag", "/proc/net"), (a.Source, b.Source));
+            // /proc/net/netlink has no socket type; /proc/net/unix no peer.
+            Assert.Equal((a.Protocol, a.Protocol == "NETLINK" ? null : a.Type, a.State, a.Local, a.Remote, a.NetlinkProtocol, a.PortId), (b.Protocol, b.Type, b.State, b.Local, b.Remote, b.NetlinkProtocol, b.PortId));
+            if (a.Protocol != "UNIX") Assert.Equal((a.ReceiveQueue, a.State == "LISTEN" ? null : a.SendQueue), (b.ReceiveQueue, b.SendQueue));
+        }
+
+        Assert.Equal(k.Fds["unix_b"], Assert.Single(sockets.Single(d => d.Fd == k.Fds["unix_a"]).Socket!.Peers).Fd);
+    }
+
+    [Fact]
     public void The_other_end_of_a_pipe_is_the_child_that_holds_it()
     {
         using var k = KindsFixture.Start("all");
@@ -416,6 +437,25 @@ public sealed partial class InspectTests
         Assert.False(o.GetProperty("complete").GetBoolean());
         Assert.Contains(o.GetProperty("problems").EnumerateArray(), pr => Str(pr, "what") == "descriptors" && Str(pr, "kind") == "permission_denied");
         k.OpenOneMore();
+    }
+
+    [Fact]
+    public void A_user_sees_all_of_their_own_process_and_is_told_which_other_processes_were_not_searched()
+    {
+        using var k = KindsFixture.Start("sockets", prefix: ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]);
+        using var p = NozokiCli.StartAsNobody(["inspect", "--json", $"{k.Pid}"]);
+        Assert.Equal(0, p.WaitForExit(Timeout));
+        NozokiCli.AssertNoStackTrace(p.StdoutText(), p.StderrText());
+        Assert.Equal("", p.StderrText());
+        var o = NozokiCli.ParseJson(ExternalProcess.SplitLines(p.StdoutText()).Single());
+        Assert.Equal(65534u, o.GetProperty("identity").GetProperty("uid").GetProperty("real").GetUInt32());
+        var a = Fd(o, k.Fds["unix_a"]).GetProperty("socket");
+        Assert.Equal(("sock_diag", k.Fds["unix_b"]), (Str(a, "source"), Assert.Single(a.GetProperty("peers").EnumerateArray()).GetProperty("fd").GetInt32()));
+        Assert.Equal($"127.0.0.1:{k.Ports["udp4"]}", Str(Fd(o, k.Fds["udp4"]).GetProperty("socket"), "local"));
+        Assert.All(o.GetProperty("threads").EnumerateArray(), t => Assert.Equal("syscall", Str(t, "activity")));
+        // Its stdin is a pipe whose other end the test (root) holds: root's descriptors are not nobody's to read.
+        var note = Assert.Single(o.GetProperty("problems").EnumerateArray());
+        Assert.Equal(("other ends", "other"), (Str(note, "what"), Str(note, "kind")));
     }
 
     [Fact]

@@ -69,7 +69,7 @@ internal static class DescriptorReader
             ProcFiles.Close(infoDir);
         }
 
-        using var sockets = new SocketTable(pid, src);
+        using var sockets = new SocketTable(pid, src, options.UseSockDiag);
         foreach (var raw in raws)
         {
             if (raw.Kind == DescriptorKind.Socket) raw.Socket = sockets.Describe((uint)raw.Inode, raw.Protocol ?? "?");
@@ -90,7 +90,8 @@ internal static class DescriptorReader
         {
             others = PeerIndex.Find(pid, wanted, out var unreadable);
             if (unreadable > 0)
-                problems.Add(section, ProblemKind.PermissionDenied, "other ends",
+                // Not an error of this process's reading (a user looking at their own process meets it): a note.
+                problems.Add(section, ProblemKind.Other, "other ends",
                     $"the descriptors of {unreadable} other process{(unreadable == 1 ? "" : "es")} could not be read: holders of pipe ends and socket peers among them are not shown");
         }
 
@@ -387,7 +388,7 @@ internal static class DescriptorReader
             case DescriptorKind.PidFd:
             {
                 var p = FdInfo.PidFdPid(info);
-                var who = p is > 0 ? $"PID {p} ({Comm(p.Value) ?? "?"})" : p == -1 ? "a process that has exited" : "?";
+                var who = p is > 0 ? $"PID {p} ({new Procfs.ThreadNames().Get(p.Value, p.Value)})" : p == -1 ? "a process that has exited" : "?";
                 d = d with { PidFdPid = p, Description = "pidfd of " + who };
                 break;
             }
@@ -507,18 +508,6 @@ internal static class DescriptorReader
         }
 
         return null;
-    }
-
-    private static string? Comm(int pid)
-    {
-        try
-        {
-            return File.ReadAllText($"/proc/{pid}/comm").TrimEnd('\n');
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
     }
 
     // glibc's dev_t encoding (sys/sysmacros.h): major in bits 8-19 and 32-43, minor in bits 0-7 and 20-31.

@@ -51,6 +51,9 @@ public sealed class InspectOptions
     /// </summary>
     public bool FindPeers { get; init; } = true;
 
+    /// <summary>False: sockets from /proc/PID/net only, as when netlink is refused (tests: the fallback).</summary>
+    internal bool UseSockDiag { get; init; } = true;
+
     /// <summary>Called before each section is read (tests: make the process exit between two sections).</summary>
     internal Action<InspectSections>? BeforeSection { get; init; }
 }

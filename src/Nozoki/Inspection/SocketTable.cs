@@ -20,10 +20,11 @@ internal sealed class SocketTable : IDisposable
     private bool _diagTried;
     private readonly Dictionary<string, Dictionary<uint, SocketDetails>> _byFamily = new(StringComparer.Ordinal);
 
-    public SocketTable(int pid, ProcSource src)
+    public SocketTable(int pid, ProcSource src, bool useSockDiag = true)
     {
         _pid = pid;
         _src = src;
+        _diagTried = !useSockDiag;
     }
 
     /// <summary>Why netlink could not be used (then /proc/PID/net was), or null.</summary>
@@ -197,13 +198,15 @@ internal sealed class SocketTable : IDisposable
                     var v6 = family.EndsWith('6');
                     var queues = f[4].Split(':');
                     var remote = ProcEndpoint(f[2], v6, out var remoteAny);
+                    var state = byte.Parse(f[3], NumberStyles.HexNumber, Inv);
                     table[iino] = new SocketDetails
                     {
                         Protocol = (family.StartsWith("tcp", StringComparison.Ordinal) ? "TCP" : "UDP") + (v6 ? "v6" : ""),
-                        State = StateName(byte.Parse(f[3], NumberStyles.HexNumber, Inv)),
+                        State = StateName(state),
                         Local = ProcEndpoint(f[1], v6, out _),
                         Remote = remoteAny ? null : remote,
-                        SendQueue = uint.Parse(queues[0], NumberStyles.HexNumber, Inv),
+                        // A listening socket's backlog is not in /proc/net (sock_diag gives it as the send queue).
+                        SendQueue = state == 10 ? null : uint.Parse(queues[0], NumberStyles.HexNumber, Inv),
                         ReceiveQueue = uint.Parse(queues[1], NumberStyles.HexNumber, Inv),
                         Source = "/proc/net",
                     };
