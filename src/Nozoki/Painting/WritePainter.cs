@@ -270,7 +270,7 @@ public sealed class WritePainter : ITraceObserver, IDisposable
             case Nr.Seccomp or Nr.Prctl:
                 // seccomp(SET_MODE_STRICT or SET_MODE_FILTER, ...), prctl(PR_SET_SECCOMP, ...): with TSYNC a filter
                 // applies to every thread of the process; the threads that share the table stand in for them.
-                if (stop.IsError || (stop.Number == Nr.Seccomp && args.A0 > 1)) return;
+                if (stop.IsError || (stop.Number == Nr.Seccomp ? args.A0 > 1 : (uint)args.A0 != PR_SET_SECCOMP)) return;
                 foreach (var tid in TableOf(stop.Pid, stop.Tid).Tasks) _ownFilter.Add(tid);
                 _ownFilter.Add(stop.Tid);
                 return;
