@@ -120,13 +120,15 @@ public sealed class RunLineageTests
     [InlineData("fork-copy", new[] { "e fork-copy child err", "o fork-copy parent out" })]
     [InlineData("unshare-thread", new[] { "e unshare thread err", "o unshare main out" })]
     [InlineData("fork-exec", new[] { "e fork-exec err", "o cloexec out" })]
+    [InlineData("own-filter", new[] { "e own-filter err", "e own-filter copy err" })]
     public void Copies_made_by_threads_clone_unshare_and_exec_are_painted_by_their_table(string mode, string[] expected) =>
         // thread-dup: a thread's copy is its process's (one table). running-thread: a thread that ran free while
         // another made the copy writes to it. clone-files: a child that shares the table (clone CLONE_FILES) makes a
         // copy the parent writes to. fork-copy: fork copies the table: the child's dup2(2, 7) leaves the parent's 7
         // (stdout) alone. unshare-thread: the same for a thread that unshared its table. fork-exec: a copy is kept
         // over exec; a close-on-exec one is not, and the number that comes back (pidfd_getfd of stdout: no dup-family
-        // call) is stdout, which on one file kcmp cannot tell from stderr.
+        // call) is stdout, which on one file kcmp cannot tell from stderr. own-filter: a program with a seccomp filter
+        // of its own (here one that kills it at writev) has its writes bracketed, not turned into a writev.
         AssertPainted([Fixtures.Get("lineage"), mode], expected, $"lineage {mode}");
 
     [Fact]

@@ -63,7 +63,7 @@ public sealed class WritePainter : ITraceObserver, IDisposable
     /// <summary>The syscalls that make a descriptor a copy of another (the filter stops each; fcntl only for F_DUPFD and F_DUPFD_CLOEXEC).</summary>
     private static readonly long[] CopySyscalls = [Nr.Dup, SyscallNumbers.Dup2, SyscallNumbers.Dup3];
 
-    private const int F_DUPFD = 0, F_DUPFD_CLOEXEC = 1030;
+    private const int F_DUPFD = 0, F_DUPFD_CLOEXEC = 1030, PR_SET_SECCOMP = 22;
     private const ulong CloseRangeUnshare = 2, CloseRangeCloexec = 4, CloneFiles = 0x400;
 
     private readonly IPaintSink _sink;
@@ -72,6 +72,11 @@ public sealed class WritePainter : ITraceObserver, IDisposable
     private readonly bool[] _terminal;
     private readonly List<int> _opened = [];
     private readonly Dictionary<int, DescriptorTable> _tables = [];
+
+    // Threads that installed a seccomp filter of their own (or strict mode) since the command started, and their
+    // descendants: a write of theirs is not turned into a writev (their filter could refuse it, or trap it to a
+    // signal handler whose frame would land on the buffers below the stack pointer), only bracketed.
+    private readonly HashSet<int> _ownFilter = [];
     private readonly Queue<HeldWrite> _waiting = new();
     private readonly SequencesInWrite _inWrite;
     private ITraceControl? _control;
@@ -120,14 +125,16 @@ public sealed class WritePainter : ITraceObserver, IDisposable
     /// <summary>
     /// The seccomp filter that stops the command only where painting needs it: writes to the painted numbers, the
     /// calls that copy a descriptor (dup, dup2, dup3, fcntl F_DUPFD and F_DUPFD_CLOEXEC), and the rare ones that split a
-    /// shared descriptor table (unshare, close_range).
+    /// shared descriptor table (unshare, close_range) or install a seccomp filter (seccomp, prctl PR_SET_SECCOMP).
     /// </summary>
     public SeccompFilter Filter() => new(
         WriteSyscalls.Select(nr => new SeccompRule(nr, _origins, Argument: OutputArgument(nr)))
             .Concat(CopySyscalls.Select(nr => new SeccompRule(nr)))
             .Append(new SeccompRule(Nr.Fcntl, [F_DUPFD, F_DUPFD_CLOEXEC], Argument: 1))
             .Append(new SeccompRule(Nr.Unshare))
-            .Append(new SeccompRule(SyscallNumbers.CloseRange)));
+            .Append(new SeccompRule(SyscallNumbers.CloseRange))
+            .Append(new SeccompRule(Nr.Seccomp))
+            .Append(new SeccompRule(Nr.Prctl, [PR_SET_SECCOMP])));
 
     /// <summary>
     /// For <see cref="TraceSession.Launch"/> (<see cref="TraceOptions.StandardDescriptors"/>): the descriptors to give
@@ -210,7 +217,10 @@ public sealed class WritePainter : ITraceObserver, IDisposable
     /// <summary>Starts painting a write whose thread is in its entry stop; false when there is nothing to paint (no bytes).</summary>
     private bool Start(int pid, int tid, int fd, long number, in SyscallArgs args)
     {
-        switch (_inWrite.Begin(tid, number, args, out var carried))
+        var carried = default(CarriedWrite);
+        var how = _ownFilter.Contains(tid) ? (number == SyscallNumbers.Write && args.A2 == 0 ? InWrite.Empty : InWrite.NotPossible)
+            : _inWrite.Begin(tid, number, args, out carried);
+        switch (how)
         {
             case InWrite.Carried:
                 _active = new PaintedWrite(pid, tid, fd, true, carried);
@@ -257,12 +267,20 @@ public sealed class WritePainter : ITraceObserver, IDisposable
             case Nr.Unshare:
                 if (!stop.IsError && (args.A0 & CloneFiles) != 0) Unshared(stop.Pid, stop.Tid);
                 return;
+            case Nr.Seccomp or Nr.Prctl:
+                // seccomp(SET_MODE_STRICT or SET_MODE_FILTER, ...), prctl(PR_SET_SECCOMP, ...): with TSYNC a filter
+                // applies to every thread of the process; the threads that share the table stand in for them.
+                if (stop.IsError || (stop.Number == Nr.Seccomp ? args.A0 > 1 : (uint)args.A0 != PR_SET_SECCOMP)) return;
+                foreach (var tid in TableOf(stop.Pid, stop.Tid).Tasks) _ownFilter.Add(tid);
+                _ownFilter.Add(stop.Tid);
+                return;
         }
     }
 
     /// <summary>Threads share their parent's table; a new process gets a copy, unless clone shared it (CLONE_FILES): kcmp says which.</summary>
     public void OnNewTask(int parentTid, int newTid, int newPid, bool isProcess)
     {
+        if (_ownFilter.Contains(parentTid)) _ownFilter.Add(newTid);
         var parent = _tables.TryGetValue(parentTid, out var p) ? p : TableOf(parentTid, parentTid);
         var shared = Kcmp.SameFileTable(parentTid, newTid) ?? !isProcess;
         Leave(newTid);
@@ -294,12 +312,14 @@ public sealed class WritePainter : ITraceObserver, IDisposable
         Leave(tid);
         Leave(pid);
         Join(pid, table);
+        if (_ownFilter.Remove(tid)) _ownFilter.Add(pid); // a filter outlives execve
     }
 
     public void OnThreadExited(int pid, int tid)
     {
         if (_active is { } a && a.Tid == tid) Finish(a, null);
         Leave(tid);
+        _ownFilter.Remove(tid);
     }
 
     /// <summary>Number TO is now a copy of number FROM (-1: closed): painted when FROM is.</summary>
