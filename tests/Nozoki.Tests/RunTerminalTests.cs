@@ -166,12 +166,14 @@ public sealed partial class RunTerminalTests
         // Job control as without nozoki: Ctrl-C, Ctrl-Z, jobs, bg, fg.
         tmux.TypeLine("sleep 300");
         var sleep = ProcessTree.WaitForDescendant(panePid, "sleep", StepTimeout);
+        Poll.Until(() => InForeground(sleep), StepTimeout, "sleep 300 in the terminal's foreground");
         tmux.SendKeys("C-c");
         Poll.Until(() => ProcStatus.Read(sleep) is null or { State: 'Z' }, StepTimeout, "sleep 300 to die of Ctrl-C");
         ExpectLine(tmux, "echo rc-$?", "rc-130");
 
         tmux.TypeLine("sleep 301");
         sleep = ProcessTree.WaitForDescendant(panePid, "sleep", StepTimeout);
+        Poll.Until(() => InForeground(sleep), StepTimeout, "sleep 301 in the terminal's foreground");
         tmux.SendKeys("C-z");
         Poll.Until(() => ProcStatus.Read(sleep) is { State: 'T' or 't' }, StepTimeout, () => $"sleep 301 to stop on Ctrl-Z: {ProcStatus.Read(sleep)}");
         ExpectLine(tmux, "jobs > jobs1; echo jobs-$((6*7))", "jobs-42");
@@ -181,7 +183,9 @@ public sealed partial class RunTerminalTests
         ExpectLine(tmux, "jobs > jobs2; echo jobs2-$((6*7))", "jobs2-42");
         Assert.Matches("(?i)running.*sleep 301", File.ReadAllText(dir.File("jobs2")));
         tmux.TypeLine("fg");
-        Poll.Until(() => tmux.Capture().Contains("sleep 301", StringComparison.Ordinal) && ProcStatus.Read(sleep) is { State: 'S' or 'R' }, StepTimeout, "fg");
+        // Until the shell has run fg, Ctrl-C goes to the shell, not to sleep: wait until sleep's process group owns
+        // the terminal.
+        Poll.Until(() => InForeground(sleep) && ProcStatus.Read(sleep) is { State: 'S' or 'R' }, StepTimeout, "fg: sleep 301 in the terminal's foreground");
         tmux.SendKeys("C-c");
         Poll.Until(() => ProcStatus.Read(sleep) is null or { State: 'Z' }, StepTimeout, "sleep 301 to die of Ctrl-C after fg");
         ExpectLine(tmux, "echo rc2-$?", "rc2-130");
@@ -189,6 +193,24 @@ public sealed partial class RunTerminalTests
         tmux.TypeLine("exit 3");
         Assert.Equal(3, WaitForExitFile(tmux, exitFile));
         Poll.Until(() => !tmux.SessionExists, StepTimeout, "the tmux session to end", intervalMs: 50);
+    }
+
+    /// <summary>Whether PID's process group is its terminal's foreground group (/proc/PID/stat: pgrp == tpgid).</summary>
+    private static bool InForeground(int pid)
+    {
+        string stat;
+        try
+        {
+            stat = File.ReadAllText($"/proc/{pid}/stat");
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+
+        // After "(comm) ": state ppid pgrp session tty_nr tpgid ...
+        var f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return f.Length > 5 && f[2] == f[5];
     }
 
     /// <summary>Types a command and waits for its output line.</summary>
