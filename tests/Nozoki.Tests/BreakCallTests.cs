@@ -391,14 +391,14 @@ public sealed partial class BreakCallTests(ITestOutputHelper output)
     [Fact]
     public async Task With_uprobes_the_tracer_counts_the_holds_an_output_slower_than_the_hits_made()
     {
-        // 30,000 uprobe hits as fast as the loop makes them (a few microseconds each, tens on a loaded machine), an
-        // output of 5,000 a second: the ring (8 MiB, ~40,000 of these samples) fills past a quarter whenever the loop
-        // makes more than 10,000 hits a second, and the process is held until the reader has caught up; nothing is lost.
-        const int n = 30_000;
+        // 6,000 uprobe hits as fast as the loop makes them (a few microseconds each, tens on a loaded machine), an
+        // output of 5,000 a second: a 256 KiB ring (~1,300 of these samples) fills past half whenever the loop makes
+        // more than ~6,000 hits a second, and the process is held until the reader has caught up; nothing is lost.
+        const int n = 6_000;
         using var p = new BreakTests.Running(BreakTests.Chain(false), "bench", $"{n}");
         p.WaitFor("ready");
         var sink = new SlowSink(100, 20);
-        using var tracer = new BreakTracer(["brk_target"], sink, new BreakOptions { Mechanism = BreakMechanism.Uprobe });
+        using var tracer = new BreakTracer(["brk_target"], sink, new BreakOptions { Mechanism = BreakMechanism.Uprobe, UprobeRingPages = 64 });
         Nozoki.Tracing.TraceResult result;
         using (var session = Nozoki.Tracing.TraceSession.Attach(p.Pid, tracer, new Nozoki.Tracing.TraceOptions { TraceSyscalls = false }))
         {

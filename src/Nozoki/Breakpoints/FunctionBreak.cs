@@ -75,6 +75,10 @@ public sealed class BreakOptions
     /// <summary>Bytes of stack a uprobe sample copies for the unwinder (a multiple of 8).</summary>
     public int StackSize { get; init; } = 16384;
 
+    /// <summary>Data pages of each thread's uprobe ring buffer (a power of two); 0: room for 2,048 samples, within a
+    /// budget for all threads.</summary>
+    public int UprobeRingPages { get; init; }
+
     /// <summary>Report this many hits, then <see cref="BreakTracer.LimitReached"/> (0: no limit).</summary>
     public long Count { get; init; }
 
@@ -503,7 +507,7 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
             {
                 _uprobes = UprobeHits.TryCreate(new UprobeHandler(this), _gate, out var problem);
                 if (problem is not null) _sink.OnProblem($"{problem}; using ptrace breakpoints");
-                _uprobes?.PlanFor(p.Threads.Count, sampleBytes: _options.Backtrace ? _options.StackSize + 256 : 256);
+                _uprobes?.PlanFor(p.Threads.Count, _options.UprobeRingPages, _options.Backtrace ? _options.StackSize + 256 : 256);
             }
         }
 
@@ -916,8 +920,19 @@ public sealed class BreakTracer : ITraceObserver, IDisposable
 
     public void OnDetaching(int pid)
     {
-        // Closing the events drains what is left and has the kernel restore the bytes.
-        lock (_gate) _uprobes?.CloseProcess(pid);
+        lock (_gate)
+        {
+            // A thread detached in the middle of its step over a site was held until now.
+            if (_processes.TryGetValue(pid, out var p))
+            {
+                foreach (var tid in p.Threads)
+                    if (_heldSince.Remove(tid, out var since)) _holds.Add(Stopwatch.GetTimestamp() - since);
+            }
+
+            // Closing the events drains what is left and has the kernel restore the bytes.
+            _uprobes?.CloseProcess(pid);
+        }
+
         _processes.Remove(pid);
         _calls?.Forget(pid);
         _breakpoints.OnDetaching(pid);

@@ -99,10 +99,10 @@ internal sealed partial class StopLoop
     }
 
     /// <summary>
-    /// waitpid(-1) until TID reports or DEADLINE passes (the timer kills the waker then): a block on the one thread
-    /// alone could not be ended. Another task's event is deferred for the loop; the waker's death is taken here (a new
-    /// waker started, unless detaching: the rest is polled then), and what woke it (a hold, a detach request) is seen
-    /// by the loop after the observer returns.
+    /// waitpid(-1) until TID reports or DEADLINE passes (the timer wakes the waker then): a block on the one thread
+    /// alone could not be ended. Another task's event is deferred for the loop; the waker's stop (a wake) is resumed
+    /// here, its death taken here (a new waker started, unless detaching: the rest is polled then), and what woke it
+    /// (a hold, a detach request) is seen by the loop after the observer returns.
     /// </summary>
     private int BlockAlone(int tid, long deadline, out int status)
     {
@@ -122,7 +122,15 @@ internal sealed partial class StopLoop
                 var r = PosixSpawn.WaitPid(-1, Wait.Tracees, out var other, out status);
                 if (!r.IsOk) return r.Errno == Errno.EINTR ? 0 : -1;
                 if (other == tid) return 1;
-                if (other == _waker.Pid && !Wait.IfStopped(status))
+                if (other == _waker.Pid && Wait.IfStopped(status))
+                {
+                    // A wake (the deadline's timer, a hold or detach request): the waker goes on; the deadline is
+                    // checked above, the rest is seen by the loop after the observer returns.
+                    _waker.Resume();
+                    continue;
+                }
+
+                if (other == _waker.Pid)
                 {
                     _waker.Reaped();
                     if (detachRequested()) return PollAlone(tid, deadline, out status);
