@@ -108,7 +108,13 @@ internal sealed partial class StopLoop
     {
         _aloneTimer ??= new Timer(_ =>
         {
-            if (Stopwatch.GetTimestamp() >= Volatile.Read(ref _aloneDeadline)) _waker.Wake();
+            // A timer may fire a little before its time (its clock is not the Stopwatch's): then it waits again,
+            // since without a wake the block would last as long as the call does, maybe for ever.
+            var deadlineNow = Volatile.Read(ref _aloneDeadline);
+            if (deadlineNow == long.MaxValue) return;
+            var left = deadlineNow - Stopwatch.GetTimestamp();
+            if (left <= 0) _waker.Wake();
+            else _aloneTimer?.Change(TimeSpan.FromSeconds(left / (double)Stopwatch.Frequency) + TimeSpan.FromMilliseconds(1), Timeout.InfiniteTimeSpan);
         });
         Volatile.Write(ref _aloneDeadline, deadline);
         var due = TimeSpan.FromSeconds(Math.Max(0, deadline - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency);
