@@ -17,10 +17,7 @@ public sealed partial class SyscallDecoder
         ArgumentNullException.ThrowIfNull(b);
         var lineStart = b.Length;
         var next = Enter(b, ref layout, pid, tid, nr, args);
-        _exiting = true;
-        _failed = false;
-        _ret = 0;
-        Decode(b, ref layout, lineStart, next, exitingWithoutResult: true);
+        DecodeWithoutResult(b, ref layout, lineStart, next);
         b.Append(')');
         layout.ReturnStart = b.Length - lineStart;
     }

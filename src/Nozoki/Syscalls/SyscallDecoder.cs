@@ -121,13 +121,19 @@ public sealed partial class SyscallDecoder(DecodeOptions options)
         ExitUnknown(b, ref layout, lineStart, next);
     }
 
-    /// <summary>For a call that never returns (exit_group, or a thread gone mid-call): ") = ?".</summary>
-    public void ExitUnknown(TextBuffer b, ref CallLayout layout, int lineStart, int next)
+    /// <summary>The arguments of a call that has no result (yet): what the entry left to decode, decoded now.</summary>
+    private void DecodeWithoutResult(TextBuffer b, ref CallLayout layout, int lineStart, int next)
     {
         _exiting = true;
         _failed = false;
         _ret = 0;
         Decode(b, ref layout, lineStart, next, exitingWithoutResult: true);
+    }
+
+    /// <summary>For a call that never returns (exit_group, or a thread gone mid-call): ") = ?".</summary>
+    public void ExitUnknown(TextBuffer b, ref CallLayout layout, int lineStart, int next)
+    {
+        DecodeWithoutResult(b, ref layout, lineStart, next);
         b.Append(") = ");
         layout.ReturnStart = b.Length - lineStart;
         b.Append('?');
